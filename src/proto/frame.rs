@@ -1,0 +1,277 @@
+//! Framing: a 4-byte big-endian length, a code byte, a payload.
+//!
+//! [`FrameDecoder`] follows the usual decoder contract: push bytes in, pull whole frames out,
+//! `None` means more bytes are needed, an error means the stream is corrupt and must be closed.
+
+use bytes::{Bytes, BytesMut};
+
+use super::error::{DecodeError, EncodeError};
+
+/// Largest frame (code byte plus payload) accepted by default.
+///
+/// Postfix sends a header as one packet and allows headers of `header_size_limit` (100 KiB by
+/// default), so the 64 KiB that libmilter allows is too small; 512 KiB leaves room for raised
+/// limits while bounding what one connection may make us allocate.
+pub const DEFAULT_MAX_FRAME_LEN: u32 = 512 * 1024;
+
+/// Largest payload a filter may send unless a larger size was negotiated (`MILTER_MAX_DATA_SIZE`).
+pub const MAX_RESPONSE_PAYLOAD: usize = 65_535;
+
+/// Largest body chunk either side sends (`MILTER_CHUNK_SIZE`).
+pub const MAX_BODY_CHUNK: usize = 65_535;
+
+/// Bytes before the payload: the length field and the code byte.
+pub const FRAME_HEADER_LEN: usize = 5;
+
+/// Smallest read the decoder asks for, so small frames arrive several at a time.
+const MIN_READ: usize = 4 * 1024;
+
+/// One packet: its code byte and its payload.
+///
+/// The payload shares the decoder's buffer (a reference count, no copy).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// The command or response byte.
+    pub kind: u8,
+    /// The bytes after the code byte.
+    pub payload: Bytes,
+}
+
+/// Splits a byte stream into frames.
+#[derive(Debug)]
+pub struct FrameDecoder {
+    buf: BytesMut,
+    max_len: u32,
+}
+
+impl Default for FrameDecoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FrameDecoder {
+    /// A decoder accepting frames up to [`DEFAULT_MAX_FRAME_LEN`].
+    #[must_use]
+    pub fn new() -> Self {
+        Self::with_max_len(DEFAULT_MAX_FRAME_LEN)
+    }
+
+    /// A decoder accepting frames (code byte plus payload) up to `max_len` bytes.
+    #[must_use]
+    pub fn with_max_len(max_len: u32) -> Self {
+        Self {
+            buf: BytesMut::new(),
+            max_len,
+        }
+    }
+
+    /// The largest frame accepted.
+    #[must_use]
+    pub fn max_len(&self) -> u32 {
+        self.max_len
+    }
+
+    /// Bytes received but not yet returned as frames.
+    #[must_use]
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Appends received bytes.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// How many more bytes complete the frame at the front (at least one).
+    ///
+    /// Before the length field is complete this counts only the missing length bytes.
+    #[must_use]
+    pub fn missing(&self) -> usize {
+        match self.announced_len() {
+            Some(len) => (len as usize + 4).saturating_sub(self.buf.len()).max(1),
+            None => 4 - self.buf.len(),
+        }
+    }
+
+    /// Lends free space at the end of the buffer to read into, sized for the frame at the front.
+    ///
+    /// Write into the returned guard, then [`Spare::commit`] the number of bytes written;
+    /// uncommitted space is given back when the guard drops.
+    pub fn spare(&mut self) -> Spare<'_> {
+        let want = self.missing().max(MIN_READ);
+        let start = self.buf.len();
+        self.buf.resize(start + want, 0);
+        Spare {
+            buf: &mut self.buf,
+            start,
+            filled: 0,
+        }
+    }
+
+    fn announced_len(&self) -> Option<u32> {
+        let head: [u8; 4] = self.buf.get(..4)?.try_into().ok()?;
+        Some(u32::from_be_bytes(head))
+    }
+
+    /// Takes the next whole frame off the buffer.
+    ///
+    /// `Ok(None)`: more bytes are needed. `Ok(Some(_))`: exactly one frame was removed.
+    /// `Err(_)`: the stream is corrupt; close the connection.
+    pub fn decode(&mut self) -> Result<Option<Frame>, DecodeError> {
+        let Some(len) = self.announced_len() else {
+            return Ok(None);
+        };
+        if len == 0 {
+            return Err(DecodeError::EmptyFrame);
+        }
+        if len > self.max_len {
+            return Err(DecodeError::FrameTooLong {
+                len,
+                max: self.max_len,
+            });
+        }
+        let total = len as usize + 4;
+        if self.buf.len() < total {
+            return Ok(None);
+        }
+        let frame = self.buf.split_to(total).freeze();
+        let Some(&kind) = frame.get(4) else {
+            return Err(DecodeError::EmptyFrame);
+        };
+        Ok(Some(Frame {
+            kind,
+            payload: frame.slice(FRAME_HEADER_LEN..),
+        }))
+    }
+}
+
+/// Free space lent by [`FrameDecoder::spare`].
+#[derive(Debug)]
+pub struct Spare<'a> {
+    buf: &'a mut BytesMut,
+    start: usize,
+    filled: usize,
+}
+
+impl Spare<'_> {
+    /// Keeps the first `written` bytes of the space (clamped to its size).
+    pub fn commit(&mut self, written: usize) {
+        self.filled = written.min(self.buf.len() - self.start);
+    }
+}
+
+impl std::ops::Deref for Spare<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.buf.get(self.start..).unwrap_or_default()
+    }
+}
+
+impl std::ops::DerefMut for Spare<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        let start = self.start;
+        self.buf.get_mut(start..).unwrap_or_default()
+    }
+}
+
+impl Drop for Spare<'_> {
+    fn drop(&mut self) {
+        self.buf.truncate(self.start + self.filled);
+    }
+}
+
+/// Appends one frame to `dst`: the length, `kind`, then what `payload` writes.
+///
+/// On error `dst` is left as it was.
+pub(crate) fn write_frame(
+    dst: &mut Vec<u8>,
+    kind: u8,
+    max_payload: usize,
+    payload: impl FnOnce(&mut Vec<u8>) -> Result<(), EncodeError>,
+) -> Result<(), EncodeError> {
+    let start = dst.len();
+    dst.extend_from_slice(&[0, 0, 0, 0, kind]);
+    let result = payload(dst).and_then(|()| {
+        let len = dst.len() - start - FRAME_HEADER_LEN;
+        if len > max_payload {
+            return Err(EncodeError::TooLong {
+                len,
+                max: max_payload,
+            });
+        }
+        let announced = u32::try_from(len + 1).map_err(|_| EncodeError::TooLong {
+            len,
+            max: max_payload,
+        })?;
+        if let Some(head) = dst.get_mut(start..start + 4) {
+            head.copy_from_slice(&announced.to_be_bytes());
+        }
+        Ok(())
+    });
+    if result.is_err() {
+        dst.truncate(start);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_two_frames_from_one_push() {
+        let mut decoder = FrameDecoder::new();
+        decoder.push(&[0, 0, 0, 1, b'A', 0, 0, 0, 3, b'H', b'x', 0]);
+        let first = decoder.decode().unwrap().unwrap();
+        assert_eq!((first.kind, &first.payload[..]), (b'A', &b""[..]));
+        let second = decoder.decode().unwrap().unwrap();
+        assert_eq!((second.kind, &second.payload[..]), (b'H', &b"x\0"[..]));
+        assert_eq!(decoder.decode().unwrap(), None);
+        assert_eq!(decoder.buffered(), 0);
+    }
+
+    #[test]
+    fn zero_length_is_an_error() {
+        let mut decoder = FrameDecoder::new();
+        decoder.push(&[0, 0, 0, 0, b'A']);
+        assert_eq!(decoder.decode(), Err(DecodeError::EmptyFrame));
+    }
+
+    #[test]
+    fn oversize_is_refused_before_the_payload_arrives() {
+        let mut decoder = FrameDecoder::with_max_len(10);
+        decoder.push(&[0, 0, 0, 11]);
+        assert_eq!(
+            decoder.decode(),
+            Err(DecodeError::FrameTooLong { len: 11, max: 10 })
+        );
+        let mut huge = FrameDecoder::new();
+        huge.push(&[0xff, 0xff, 0xff, 0xff]);
+        assert!(matches!(huge.decode(), Err(DecodeError::FrameTooLong { .. })));
+    }
+
+    #[test]
+    fn spare_gives_back_what_was_not_committed() {
+        let mut decoder = FrameDecoder::new();
+        {
+            let mut spare = decoder.spare();
+            assert!(spare.len() >= 4);
+            spare[..5].copy_from_slice(&[0, 0, 0, 1, b'Q']);
+            spare.commit(5);
+        }
+        assert_eq!(decoder.buffered(), 5);
+        assert_eq!(decoder.decode().unwrap().unwrap().kind, b'Q');
+    }
+
+    #[test]
+    fn missing_counts_the_rest_of_the_front_frame() {
+        let mut decoder = FrameDecoder::new();
+        assert_eq!(decoder.missing(), 4);
+        decoder.push(&[0, 0]);
+        assert_eq!(decoder.missing(), 2);
+        decoder.push(&[0, 9, b'B']);
+        assert_eq!(decoder.missing(), 8);
+    }
+}

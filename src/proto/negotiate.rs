@@ -1,0 +1,477 @@
+//! Option negotiation: the MTA's offer, the filter's needs, and the pure function between them.
+
+use std::fmt;
+
+use super::command::CommandKind;
+use super::cursor::{put_cstr, Reader};
+use super::error::{DecodeError, EncodeError};
+use super::flags::{Actions, Events, ProtocolFlags};
+use super::wire_str::WireStr;
+
+/// The newest protocol version this library speaks.
+pub const PROTOCOL_VERSION: u32 = 6;
+
+/// The oldest protocol version an MTA may offer (libmilter refuses anything older too).
+pub const MIN_PROTOCOL_VERSION: u32 = 2;
+
+/// The fixed part of an OPTNEG packet, in either direction: version, actions, protocol options.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OptNeg {
+    /// Protocol version.
+    pub version: u32,
+    /// Actions offered (from the MTA) or used (from the filter).
+    pub actions: Actions,
+    /// Protocol options offered (from the MTA) or wanted (from the filter).
+    pub protocol: ProtocolFlags,
+}
+
+impl OptNeg {
+    /// What Postfix 3.7 and Sendmail 8.17 offer: version 6 with every action and option.
+    pub const VERSION_6: Self = Self {
+        version: 6,
+        actions: Actions::V6,
+        protocol: ProtocolFlags::V6,
+    };
+
+    pub(crate) fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
+        let mut reader = Reader::new(payload, "OPTNEG");
+        let fixed = Self::read_fixed(&mut reader)?;
+        reader.finish()?;
+        Ok(fixed)
+    }
+
+    fn read_fixed(reader: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            version: reader.take_u32("version")?,
+            actions: Actions::from_bits(reader.take_u32("actions")?),
+            protocol: ProtocolFlags::from_bits(reader.take_u32("protocol")?),
+        })
+    }
+
+    pub(crate) fn encode_payload(&self, dst: &mut Vec<u8>) {
+        dst.extend_from_slice(&self.version.to_be_bytes());
+        dst.extend_from_slice(&self.actions.bits().to_be_bytes());
+        dst.extend_from_slice(&self.protocol.bits().to_be_bytes());
+    }
+}
+
+/// A macro stage (`SMFIM_*`): which command's MACRO packet a requested list controls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MacroStage {
+    /// `SMFIM_CONNECT` (0): sent before CONNECT.
+    Connect,
+    /// `SMFIM_HELO` (1): sent before HELO.
+    Helo,
+    /// `SMFIM_ENVFROM` (2): sent before MAIL.
+    Mail,
+    /// `SMFIM_ENVRCPT` (3): sent before RCPT.
+    Rcpt,
+    /// `SMFIM_DATA` (4): sent before DATA.
+    Data,
+    /// `SMFIM_EOM` (5): sent before end of message (Postfix: also before each body chunk).
+    EndOfMessage,
+    /// `SMFIM_EOH` (6): sent before end of headers (Postfix: also before each header).
+    EndOfHeaders,
+}
+
+impl MacroStage {
+    /// Every stage in wire order.
+    pub const ALL: [Self; 7] = [
+        Self::Connect,
+        Self::Helo,
+        Self::Mail,
+        Self::Rcpt,
+        Self::Data,
+        Self::EndOfMessage,
+        Self::EndOfHeaders,
+    ];
+
+    /// The stage whose macros arrive before `command`, if any.
+    #[must_use]
+    pub fn for_command(command: CommandKind) -> Option<Self> {
+        Some(match command {
+            CommandKind::Connect => Self::Connect,
+            CommandKind::Helo => Self::Helo,
+            CommandKind::Mail => Self::Mail,
+            CommandKind::Rcpt => Self::Rcpt,
+            CommandKind::Data => Self::Data,
+            CommandKind::Header | CommandKind::EndOfHeaders => Self::EndOfHeaders,
+            CommandKind::Body | CommandKind::EndOfMessage => Self::EndOfMessage,
+            _ => return None,
+        })
+    }
+}
+
+impl TryFrom<u32> for MacroStage {
+    type Error = DecodeError;
+
+    fn try_from(value: u32) -> Result<Self, DecodeError> {
+        Ok(match value {
+            0 => Self::Connect,
+            1 => Self::Helo,
+            2 => Self::Mail,
+            3 => Self::Rcpt,
+            4 => Self::Data,
+            5 => Self::EndOfMessage,
+            6 => Self::EndOfHeaders,
+            other => return Err(DecodeError::UnknownMacroStage(other)),
+        })
+    }
+}
+
+impl From<MacroStage> for u32 {
+    fn from(stage: MacroStage) -> u32 {
+        match stage {
+            MacroStage::Connect => 0,
+            MacroStage::Helo => 1,
+            MacroStage::Mail => 2,
+            MacroStage::Rcpt => 3,
+            MacroStage::Data => 4,
+            MacroStage::EndOfMessage => 5,
+            MacroStage::EndOfHeaders => 6,
+        }
+    }
+}
+
+/// The filter's OPTNEG reply: the agreed options plus macro lists requested per stage.
+#[derive(Clone, Copy)]
+pub struct OptNegReply<'a> {
+    /// The agreed version, actions and protocol options.
+    pub options: OptNeg,
+    requests: RequestsRepr<'a>,
+}
+
+#[derive(Clone, Copy)]
+enum RequestsRepr<'a> {
+    /// Checked wire bytes: entries of a u32 stage and a NUL-terminated list.
+    Wire(&'a [u8]),
+    Slice(&'a [(MacroStage, WireStr<'a>)]),
+}
+
+impl<'a> OptNegReply<'a> {
+    /// A reply requesting, for each listed stage, the macros named (space-separated, such as
+    /// `"i {auth_authen}"`).
+    #[must_use]
+    pub const fn new(options: OptNeg, macro_requests: &'a [(MacroStage, WireStr<'a>)]) -> Self {
+        Self {
+            options,
+            requests: RequestsRepr::Slice(macro_requests),
+        }
+    }
+
+    /// The macro lists requested, in packet order.
+    pub fn macro_requests(&self) -> impl Iterator<Item = (MacroStage, WireStr<'a>)> + use<'a> {
+        let mut wire = match self.requests {
+            RequestsRepr::Wire(raw) => Some(Reader::new(raw, "OPTNEG")),
+            RequestsRepr::Slice(_) => None,
+        };
+        let mut slice = match self.requests {
+            RequestsRepr::Slice(list) => list.iter(),
+            RequestsRepr::Wire(_) => [].iter(),
+        };
+        std::iter::from_fn(move || match &mut wire {
+            Some(reader) if !reader.is_empty() => {
+                let stage = MacroStage::try_from(reader.take_u32("macro stage").ok()?).ok()?;
+                Some((stage, reader.take_cstr("macro list").ok()?))
+            }
+            Some(_) => None,
+            None => slice.next().copied(),
+        })
+    }
+
+    pub(crate) fn decode(payload: &'a [u8]) -> Result<Self, DecodeError> {
+        let mut reader = Reader::new(payload, "OPTNEG reply");
+        let options = OptNeg::read_fixed(&mut reader)?;
+        let raw = reader.rest();
+        let mut check = Reader::new(raw, "OPTNEG reply");
+        while !check.is_empty() {
+            MacroStage::try_from(check.take_u32("macro stage")?)?;
+            check.take_cstr("macro list")?;
+        }
+        Ok(Self {
+            options,
+            requests: RequestsRepr::Wire(raw),
+        })
+    }
+
+    pub(crate) fn encode_payload(&self, dst: &mut Vec<u8>) -> Result<(), EncodeError> {
+        self.options.encode_payload(dst);
+        for (stage, names) in self.macro_requests() {
+            dst.extend_from_slice(&u32::from(stage).to_be_bytes());
+            put_cstr(dst, names, "macro list")?;
+        }
+        Ok(())
+    }
+}
+
+impl PartialEq for OptNegReply<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.options == other.options && self.macro_requests().eq(other.macro_requests())
+    }
+}
+
+impl Eq for OptNegReply<'_> {}
+
+impl fmt::Debug for OptNegReply<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OptNegReply")
+            .field("options", &self.options)
+            .field("macro_requests", &self.macro_requests().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// What a filter declares about itself; negotiation turns it into flags.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Needs {
+    /// Actions the filter cannot work without: an MTA lacking one is refused.
+    pub actions: Actions,
+    /// Actions used when the MTA offers them; a missing one is logged, not fatal.
+    pub optional_actions: Actions,
+    /// Events the filter wants to see; the others are suppressed where the MTA allows.
+    pub events: Events,
+    /// Events the filter may answer with something other than continue; the others are
+    /// negotiated as no-reply where the MTA allows, so it does not wait.
+    pub answers: Events,
+    /// Extra options wanted when offered: `SKIP`, `HEADER_LEADING_SPACE`, `RCPT_REJECTED`.
+    pub options: ProtocolFlags,
+    /// Macros requested per stage, names separated by spaces.
+    pub macros: Vec<(MacroStage, String)>,
+}
+
+impl Default for Needs {
+    /// Every event, every answer, every action if offered, and SKIP.
+    fn default() -> Self {
+        Self {
+            actions: Actions::EMPTY,
+            optional_actions: Actions::V6 - Actions::SET_MACRO_LIST,
+            events: Events::ALL,
+            answers: Events::ALL,
+            options: ProtocolFlags::SKIP,
+            macros: Vec::new(),
+        }
+    }
+}
+
+/// Why negotiation failed: the MTA cannot give what the filter needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NegotiateError {
+    /// The MTA offered a protocol version older than 2.
+    UnsupportedVersion(u32),
+    /// The MTA does not allow actions the filter requires.
+    MissingActions(Actions),
+}
+
+impl fmt::Display for NegotiateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnsupportedVersion(version) => {
+                write!(f, "MTA offers protocol version {version}, at least {MIN_PROTOCOL_VERSION} is needed")
+            }
+            Self::MissingActions(missing) => {
+                write!(f, "MTA does not allow required actions {missing:?}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for NegotiateError {}
+
+/// The outcome of negotiation: what to reply and how the rest of the connection behaves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Agreed {
+    /// The MTA's offer as received.
+    pub offer: OptNeg,
+    /// The version, actions and protocol options of the reply.
+    pub options: OptNeg,
+    /// Optional actions the filter wanted but the MTA does not allow.
+    pub missing_actions: Actions,
+    /// Extra options the filter wanted but the MTA does not offer.
+    pub missing_options: ProtocolFlags,
+    /// Events the filter wanted to see that this MTA version never sends.
+    pub missing_events: Events,
+    /// Macro lists to request, empty if the MTA does not allow them.
+    pub macros: Vec<(MacroStage, String)>,
+}
+
+impl Agreed {
+    /// Whether the MTA will send `event` on this connection.
+    #[must_use]
+    pub fn sends(&self, event: Events) -> bool {
+        Events::FLAGS
+            .iter()
+            .filter(|(e, _, _)| event.contains(*e))
+            .all(|&(e, no, _)| !self.options.protocol.contains(no) && version_has_event(self.options.version, e))
+    }
+
+    /// Whether the MTA waits for a reply to `command`.
+    #[must_use]
+    pub fn expects_reply(&self, command: CommandKind) -> bool {
+        if !command.expects_reply() {
+            return false;
+        }
+        match event_of(command) {
+            Some(event) => Events::FLAGS
+                .iter()
+                .find(|(e, _, _)| *e == event)
+                .is_none_or(|&(_, _, nr)| !self.options.protocol.contains(nr)),
+            None => true,
+        }
+    }
+
+    /// Whether the filter may send `actions`.
+    #[must_use]
+    pub fn allows(&self, actions: Actions) -> bool {
+        self.options.actions.contains(actions)
+    }
+
+    /// The OPTNEG reply to send, borrowing the requested macro lists.
+    pub fn encode_reply(&self, dst: &mut Vec<u8>) -> Result<(), EncodeError> {
+        let requests: Vec<(MacroStage, WireStr<'_>)> = self
+            .macros
+            .iter()
+            .map(|(stage, names)| (*stage, WireStr::from(names.as_str())))
+            .collect();
+        super::response::Response::OptNeg(OptNegReply::new(self.options, &requests)).encode(dst)
+    }
+}
+
+/// The event a command announces, if it is one a filter can suppress or leave unanswered.
+#[must_use]
+pub fn event_of(command: CommandKind) -> Option<Events> {
+    Some(match command {
+        CommandKind::Connect => Events::CONNECT,
+        CommandKind::Helo => Events::HELO,
+        CommandKind::Mail => Events::MAIL,
+        CommandKind::Rcpt => Events::RCPT,
+        CommandKind::Data => Events::DATA,
+        CommandKind::Header => Events::HEADER,
+        CommandKind::EndOfHeaders => Events::EOH,
+        CommandKind::Body => Events::BODY,
+        CommandKind::Unknown => Events::UNKNOWN,
+        _ => return None,
+    })
+}
+
+/// UNKNOWN exists from version 3 and DATA from version 4.
+fn version_has_event(version: u32, event: Events) -> bool {
+    match event {
+        e if e == Events::UNKNOWN => version >= 3,
+        e if e == Events::DATA => version >= 4,
+        _ => true,
+    }
+}
+
+/// The protocol options a version defines.
+fn version_protocol(version: u32) -> ProtocolFlags {
+    match version {
+        ..=2 => ProtocolFlags::V2 | ProtocolFlags::NR_HEADER,
+        3 => ProtocolFlags::V2 | ProtocolFlags::NR_HEADER | ProtocolFlags::NO_UNKNOWN,
+        4 | 5 => {
+            ProtocolFlags::V2
+                | ProtocolFlags::NR_HEADER
+                | ProtocolFlags::NO_UNKNOWN
+                | ProtocolFlags::NO_DATA
+        }
+        _ => ProtocolFlags::V6,
+    }
+}
+
+/// The actions a version defines.
+fn version_actions(version: u32) -> Actions {
+    if version >= 6 { Actions::V6 } else { Actions::V2 }
+}
+
+/// Agrees on options from the MTA's `offer` and the filter's `needs`.
+///
+/// The reply version is the lower of 6 and the offer; actions and options are subsets of
+/// what was offered (libmilter's reading of an empty offer as the version 1 set included).
+/// Events the filter does not need are suppressed, events it does not answer are marked
+/// no-reply, each only where the MTA offers the flag; the session answers the rest itself.
+pub fn negotiate(offer: OptNeg, needs: &Needs) -> Result<Agreed, NegotiateError> {
+    if offer.version < MIN_PROTOCOL_VERSION {
+        return Err(NegotiateError::UnsupportedVersion(offer.version));
+    }
+    let version = offer.version.min(PROTOCOL_VERSION);
+    let offered_actions = if offer.actions.is_empty() {
+        Actions::V1
+    } else {
+        offer.actions
+    } & version_actions(version);
+    let offered_protocol = if offer.protocol.is_empty() {
+        ProtocolFlags::V1
+    } else {
+        offer.protocol
+    } & version_protocol(version);
+
+    let missing_required = needs.actions - offered_actions;
+    if !missing_required.is_empty() {
+        return Err(NegotiateError::MissingActions(missing_required));
+    }
+    let mut actions = needs.actions | (needs.optional_actions & offered_actions);
+    let wanted_actions = needs.actions | needs.optional_actions;
+
+    let mut protocol = ProtocolFlags::EMPTY;
+    let mut missing_events = Events::EMPTY;
+    for (event, no, nr) in Events::FLAGS {
+        if needs.events.contains(event) {
+            if !needs.answers.contains(event) && offered_protocol.contains(nr) {
+                protocol |= nr;
+            }
+            if !version_has_event(version, event) {
+                missing_events |= event;
+            }
+        } else if offered_protocol.contains(no) {
+            protocol |= no;
+        } else if offered_protocol.contains(nr) {
+            protocol |= nr;
+        }
+    }
+    let extras = needs.options
+        & (ProtocolFlags::SKIP | ProtocolFlags::HEADER_LEADING_SPACE | ProtocolFlags::RCPT_REJECTED);
+    protocol |= extras & offered_protocol;
+
+    let mut macros = Vec::new();
+    if !needs.macros.is_empty() {
+        if offered_actions.contains(Actions::SET_MACRO_LIST) {
+            actions |= Actions::SET_MACRO_LIST;
+            macros = complete_macro_requests(&needs.macros);
+        } else {
+            actions = actions - Actions::SET_MACRO_LIST;
+        }
+    }
+    let mut missing_actions = wanted_actions - actions;
+    if !needs.macros.is_empty() && !actions.contains(Actions::SET_MACRO_LIST) {
+        missing_actions |= Actions::SET_MACRO_LIST;
+    }
+
+    Ok(Agreed {
+        offer,
+        options: OptNeg {
+            version,
+            actions,
+            protocol,
+        },
+        missing_actions,
+        missing_options: extras - offered_protocol,
+        missing_events,
+        macros,
+    })
+}
+
+/// Sendmail applies a filter's end-of-message list only when an end-of-headers list came
+/// too, so whenever one of the two is requested, the other is requested with at least `i`.
+fn complete_macro_requests(requested: &[(MacroStage, String)]) -> Vec<(MacroStage, String)> {
+    let mut macros = requested.to_vec();
+    let has = |macros: &[(MacroStage, String)], stage| macros.iter().any(|(s, _)| *s == stage);
+    let eoh = has(&macros, MacroStage::EndOfHeaders);
+    let eom = has(&macros, MacroStage::EndOfMessage);
+    if eom && !eoh {
+        macros.push((MacroStage::EndOfHeaders, "i".to_owned()));
+    }
+    if eoh && !eom {
+        macros.push((MacroStage::EndOfMessage, "i".to_owned()));
+    }
+    macros
+}
