@@ -290,6 +290,10 @@ def run_scenario(args, report, scenario, mta_name, timings):
             for msg in case.messages:
                 msg.token = "%s-%s" % (case.name, uuid.uuid4().hex[:12])
                 sent.append(smtp_send(mta_port, msg))
+            if args.verbose:
+                for x in sent:
+                    print("     %s %s/%s: %s" % (mta_name, scenario.name, case.name, x.summary()),
+                          flush=True)
             settled = M.wait_for(lambda: not mta.busy(), SETTLE_TIMEOUT)
             ctx = Ctx(report, mta, scenario, case, sent, settled)
             if not settled:
@@ -497,6 +501,7 @@ def main():
                     help="use the Python reference milter (scripts/e2e.d/refmilter.py)")
     ap.add_argument("--mta", action="append", choices=["postfix", "sendmail"],
                     help="run only this MTA (repeatable)")
+    ap.add_argument("-v", "--verbose", action="store_true", help="print the SMTP replies")
     ap.add_argument("-k", action="append", help="run only cases whose scenario/case contains this")
     args = ap.parse_args()
     if args.validate:

@@ -247,7 +247,6 @@ save      unix  -       n       n       -       -       pipe
         with open(os.path.join(self.etc, "master.cf"), "w") as f:
             f.write(master)
         self.log = os.path.join(self.dir, "maillog")
-        run(["postfix", "-c", self.etc, "check"])
         run(["postfix", "-c", self.etc, "start"])
         self.wait_ready()
         self.started = time.monotonic() - t0
