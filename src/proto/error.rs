@@ -83,6 +83,12 @@ pub enum EncodeError {
         /// The field.
         field: &'static str,
     },
+    /// A field holds a byte it must not (a colon or space in a header name, a line break
+    /// that would start a new header).
+    InvalidByte {
+        /// The field.
+        field: &'static str,
+    },
     /// The packet would be longer than the length field or the agreed maximum allows.
     TooLong {
         /// The payload length that was asked for.
@@ -97,6 +103,7 @@ impl fmt::Display for EncodeError {
         match self {
             Self::InteriorNul { field } => write!(f, "{field} contains a NUL byte"),
             Self::Empty { field } => write!(f, "{field} must not be empty"),
+            Self::InvalidByte { field } => write!(f, "{field} contains a byte it must not"),
             Self::TooLong { len, max } => {
                 write!(f, "payload of {len} bytes exceeds the maximum of {max}")
             }

@@ -1,0 +1,76 @@
+//! The filter the end-to-end suite checks on real Postfix and Sendmail.
+//!
+//! - `MAIL FROM:<reject@example.com>`: rejected with `550 5.7.1 go away`.
+//! - `RCPT TO:<tempfail@example.com>`: that recipient alone gets a 4xx.
+//! - At end of message: adds `X-Conformance: seen`, prefixes the subject with
+//!   `[conformance] `, adds `<added@example.com>`, removes `<removeme@example.com>`, replaces
+//!   the body by its ASCII upper case (chunk by chunk) and changes the sender to
+//!   `<changed-sender@example.com>`; a subject containing "quarantine" also quarantines.
+//! - `X-Conformance-Run` headers are never touched.
+//!
+//! Run: `cargo run --example conformance [SOCKET]` (default `inet:7357@127.0.0.1`).
+
+use async_milter::proto::ReplyCode;
+use async_milter::server::{Server, ServerConfig, termination_signal};
+use async_milter::session::FnFilter;
+use async_milter::{Error, Session, Verdict};
+
+async fn conformance(session: &mut Session) -> Result<Verdict, Error> {
+    let from = session.envelope_from().await?;
+    if from.address.eq_ignore_ascii_case("<reject@example.com>") {
+        return Ok(Verdict::Reply(ReplyCode::permanent(
+            550, "5.7.1", "go away",
+        )?));
+    }
+    while let Some(rcpt) = session.next_recipient().await? {
+        if rcpt
+            .address()
+            .eq_ignore_ascii_case("<tempfail@example.com>")
+        {
+            rcpt.tempfail()?;
+        }
+    }
+    let mut subject = None;
+    while let Some(header) = session.next_header().await? {
+        if subject.is_none() && header.name.eq_ignore_ascii_case("Subject") {
+            subject = Some(header);
+        }
+    }
+    session.replace_body(b"")?;
+    while let Some(chunk) = session.next_body_chunk().await? {
+        session.append_body(chunk.to_ascii_uppercase())?;
+    }
+
+    session.add_header("X-Conformance", "seen")?;
+    if let Some(subject) = subject {
+        let mut tagged = b"[conformance] ".to_vec();
+        tagged.extend_from_slice(subject.value.as_bytes());
+        session.change_header(subject.handle, tagged)?;
+        if subject
+            .value
+            .as_bytes()
+            .to_ascii_lowercase()
+            .windows(10)
+            .any(|w| w == b"quarantine")
+        {
+            session.quarantine("conformance quarantine")?;
+        }
+    }
+    session.add_recipient("<added@example.com>", None)?;
+    session.remove_recipient("<removeme@example.com>")?;
+    session.change_sender("<changed-sender@example.com>", None)?;
+    Ok(Verdict::Accept)
+}
+
+fn main() -> std::io::Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let spec = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "inet:7357@127.0.0.1".to_owned());
+    async_std::task::block_on(async {
+        let server = Server::bind_with(&spec, ServerConfig::default()).await?;
+        server
+            .serve_until(FnFilter::new(conformance), termination_signal())
+            .await
+    })
+}

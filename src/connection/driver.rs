@@ -1,0 +1,568 @@
+//! The per-connection driver: reads frames, feeds the session, polls the filter, answers.
+//!
+//! Works over any `futures::io` stream and needs no runtime: time comes from the
+//! configured [`Sleep`](super::Sleep). The filter future is polled here directly, so an
+//! event reaches the filter without a channel hop or a task switch.
+
+use std::any::Any;
+use std::future::{Future, poll_fn};
+use std::panic::AssertUnwindSafe;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::task::Poll;
+
+use futures::FutureExt;
+use futures::future::{Either, select};
+use futures::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use log::{debug, error, info, warn};
+
+use super::answer::{Answer, Decided, after_verdict, while_running};
+use super::config::ConnectionConfig;
+use super::error::ConnectionError;
+use crate::proto::{
+    Agreed, Byte, Command, CommandKind, Frame, FrameDecoder, MacroStage, ProtocolFlags, Response,
+    negotiate,
+};
+use crate::session::{
+    ConnectionData, EditQueue, Error, Event, Filter, Finished, Mailbox, Phase, Session,
+    SharedMailbox, Verdict, lock,
+};
+
+type CallOutput = Result<(Result<Verdict, Error>, Finished), Box<dyn Any + Send>>;
+type FilterFuture = Pin<Box<dyn Future<Output = CallOutput> + Send>>;
+
+/// Serves one MTA connection until QUIT, end of stream or a protocol error.
+///
+/// `id` names the connection in log lines. The stream is any `futures::io` stream: a
+/// socket from any runtime (through its compatibility layer), or an in-memory pipe.
+pub async fn serve_connection<S, F>(
+    stream: S,
+    filter: Arc<F>,
+    config: ConnectionConfig,
+    id: u64,
+) -> Result<(), ConnectionError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+    F: Filter + ?Sized,
+{
+    let mut driver = Driver {
+        decoder: FrameDecoder::with_max_len(config.max_frame_len),
+        stream,
+        out: Vec::with_capacity(256),
+        config,
+        id,
+        filter,
+        conn: None,
+        mailbox: Arc::new(std::sync::Mutex::new(Mailbox::default())),
+        running: None,
+        decided: None,
+        edits: None,
+        call_started: false,
+        message_no: 0,
+        in_transaction: false,
+        queue_id: None,
+    };
+    info!("connection {id}: opened");
+    let result = driver.run().await;
+    // Whatever happened, a filter still running is dropped now, not left to hang.
+    driver.running = None;
+    match &result {
+        Ok(()) => info!("connection {id}: closed"),
+        Err(error) => warn!("connection {id}: closed: {error}"),
+    }
+    result
+}
+
+struct Driver<S, F: ?Sized> {
+    stream: S,
+    decoder: FrameDecoder,
+    out: Vec<u8>,
+    config: ConnectionConfig,
+    id: u64,
+    filter: Arc<F>,
+    conn: Option<Arc<ConnectionData>>,
+    mailbox: SharedMailbox,
+    running: Option<FilterFuture>,
+    decided: Option<Decided>,
+    edits: Option<EditQueue>,
+    call_started: bool,
+    message_no: u64,
+    in_transaction: bool,
+    /// The MTA's queue id (macro `i`) for log lines, once sent.
+    queue_id: Option<String>,
+}
+
+/// How waiting for the filter ended.
+enum Settled {
+    /// The filter took the event and waits for a later one.
+    Parked(Phase),
+    /// The filter returned.
+    Finished,
+    /// The MTA closed the connection meanwhile.
+    Lost,
+}
+
+enum Step {
+    Settled(Settled),
+    Progress,
+}
+
+impl<S, F> Driver<S, F>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+    F: Filter + ?Sized,
+{
+    async fn run(&mut self) -> Result<(), ConnectionError> {
+        let Some(frame) = self.read_frame().await? else {
+            return Ok(());
+        };
+        let Command::OptNeg(offer) = Command::decode_frame(&frame)? else {
+            return Err(ConnectionError::Unexpected {
+                command: Byte(frame.kind),
+                expected: "OPTNEG",
+            });
+        };
+        let agreed = negotiate(offer, &self.filter.needs()).map_err(ConnectionError::Negotiate)?;
+        self.log_negotiation(&agreed);
+        agreed.encode_reply(&mut self.out)?;
+        self.flush().await?;
+        self.conn = Some(Arc::new(ConnectionData::new(self.id, Arc::new(agreed))));
+
+        loop {
+            if self.stopping() && !self.in_transaction {
+                debug!("connection {}: closing for shutdown", self.id);
+                return Ok(());
+            }
+            let Some(frame) = self.read_frame().await? else {
+                return Ok(());
+            };
+            let command = Command::decode_frame(&frame)?;
+            match command {
+                Command::OptNeg(_) => {
+                    return Err(ConnectionError::Unexpected {
+                        command: Byte(frame.kind),
+                        expected: "a command after negotiation",
+                    });
+                }
+                Command::Abort => self.end_message(true).await,
+                Command::Quit => return Ok(()),
+                Command::QuitNewConnection => {
+                    self.end_message(true).await;
+                    if let Some(conn) = &mut self.conn {
+                        Arc::make_mut(conn).reset();
+                    }
+                }
+                Command::Macro(_) => {
+                    if let Some(event) = Event::from_command(&command, &frame) {
+                        self.on_macro(event).await;
+                    }
+                }
+                _ => {
+                    let kind = command.kind();
+                    let Some(event) = Event::from_command(&command, &frame) else {
+                        continue;
+                    };
+                    drop(frame);
+                    if !self.on_command(kind, event).await? {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the server is shutting down.
+    fn stopping(&self) -> bool {
+        self.config
+            .shutdown
+            .as_ref()
+            .is_some_and(|s| s.peek().is_some())
+    }
+
+    fn agreed(&self) -> Arc<Agreed> {
+        self.conn
+            .as_ref()
+            .map_or_else(|| unreachable!("negotiated first"), |c| c.agreed.clone())
+    }
+
+    fn log_negotiation(&self, agreed: &Agreed) {
+        let id = self.id;
+        info!(
+            "connection {id}: negotiated version {} actions {:?} protocol {:?}",
+            agreed.options.version, agreed.options.actions, agreed.options.protocol
+        );
+        if !agreed.missing_actions.is_empty() {
+            warn!(
+                "connection {id}: MTA does not allow {:?}; those edits will be refused",
+                agreed.missing_actions
+            );
+        }
+        if !agreed.missing_options.is_empty() {
+            warn!(
+                "connection {id}: MTA does not offer {:?}",
+                agreed.missing_options
+            );
+        }
+        if !agreed.missing_events.is_empty() {
+            warn!(
+                "connection {id}: protocol version {} never sends {:?}",
+                agreed.options.version, agreed.missing_events
+            );
+        }
+    }
+
+    // ===== message boundaries =====
+
+    /// Ends the current message if a packet of `phase` starts a new one without ABORT.
+    async fn at_boundary(&mut self, phase: Phase) {
+        if self.in_transaction && matches!(phase, Phase::Connect | Phase::Helo | Phase::Mail) {
+            self.end_message(true).await;
+        }
+    }
+
+    fn start_call(&mut self) {
+        let Some(conn) = self.conn.clone() else {
+            return;
+        };
+        self.message_no += 1;
+        lock(&self.mailbox).reset();
+        let phase = if conn.helo.is_some() {
+            Phase::Helo
+        } else if conn.client.is_some() {
+            Phase::Connect
+        } else {
+            Phase::Start
+        };
+        let session = Session::new(self.mailbox.clone(), conn, self.message_no, phase);
+        let filter = self.filter.clone();
+        let call = async move {
+            let mut session = session;
+            let result = filter.filter(&mut session).await;
+            (result, session.finish())
+        };
+        self.running = Some(Box::pin(AssertUnwindSafe(call).catch_unwind()));
+        self.call_started = true;
+        self.decided = None;
+        self.edits = None;
+    }
+
+    /// Ends the current message. On `abort` a running filter's awaits fail with
+    /// [`Error::Aborted`] and it gets one last poll to return; its edits are dropped.
+    async fn end_message(&mut self, abort: bool) {
+        if let Some(mut running) = self.running.take() {
+            if abort {
+                lock(&self.mailbox).abort();
+                let last = poll_fn(|cx| Poll::Ready(running.as_mut().poll(cx))).await;
+                if let Poll::Ready(Ok((Err(error), _))) = last {
+                    debug!("connection {}: filter ended after abort: {error}", self.id);
+                }
+            }
+        }
+        if abort && self.call_started {
+            debug!("connection {}: message aborted", self.id);
+        }
+        self.decided = None;
+        self.edits = None;
+        self.call_started = false;
+        self.in_transaction = false;
+        self.queue_id = None;
+    }
+
+    // ===== events =====
+
+    async fn on_macro(&mut self, event: Event) {
+        let Event::Macro { stage, raw } = &event else {
+            return;
+        };
+        if let Some(queue_id) = find_queue_id(raw) {
+            self.queue_id = Some(queue_id);
+        }
+        let phase = match stage {
+            MacroStage::Connect => Phase::Connect,
+            MacroStage::Helo => Phase::Helo,
+            MacroStage::Mail => Phase::Mail,
+            _ => Phase::Rcpt,
+        };
+        self.at_boundary(phase).await;
+        if ConnectionData::is_connection_event(&event) {
+            if let Some(conn) = &mut self.conn {
+                Arc::make_mut(conn).apply(&event);
+            }
+        }
+        if !self.call_started {
+            self.start_call();
+        }
+        if self.running.is_some() {
+            lock(&self.mailbox).push_macro(event);
+        }
+    }
+
+    /// Handles one command; returns false when the connection should close.
+    async fn on_command(
+        &mut self,
+        kind: CommandKind,
+        event: Event,
+    ) -> Result<bool, ConnectionError> {
+        let phase = Phase::of(kind);
+        if let Event::Unknown(line) = &event {
+            debug!("connection {}: unknown SMTP command {line}", self.id);
+        }
+        if let Some(phase) = phase {
+            self.at_boundary(phase).await;
+        }
+        if ConnectionData::is_connection_event(&event) {
+            if let Some(conn) = &mut self.conn {
+                Arc::make_mut(conn).apply(&event);
+            }
+        }
+        if !self.call_started {
+            self.start_call();
+        }
+        if kind == CommandKind::Mail {
+            self.in_transaction = true;
+        }
+        let agreed = self.agreed();
+        let skip_allowed = agreed.options.protocol.contains(ProtocolFlags::SKIP);
+        let at_eom = kind == CommandKind::EndOfMessage;
+
+        let mut message_verdict = false;
+        let answer = if self.running.is_some() {
+            let seq = lock(&self.mailbox).push_command(event);
+            let settled = self.settle(at_eom).await?;
+            let own = lock(&self.mailbox).answer(seq);
+            match settled {
+                Settled::Lost => return Ok(false),
+                Settled::Parked(waits_for) => while_running(phase, own, waits_for, skip_allowed),
+                Settled::Finished => {
+                    if let Some(reply) = own {
+                        reply.into()
+                    } else {
+                        message_verdict = true;
+                        self.decided_answer(phase, skip_allowed)
+                    }
+                }
+            }
+        } else {
+            message_verdict = true;
+            self.decided_answer(phase, skip_allowed)
+        };
+
+        if at_eom || agreed.expects_reply(kind) {
+            if message_verdict && matches!(answer, Answer::Verdict(_) | Answer::EditsThen(_)) {
+                if let Some(decided) = &mut self.decided {
+                    decided.sent = true;
+                }
+            }
+            self.send(&answer)?;
+            self.flush().await?;
+        }
+        if at_eom {
+            self.end_message(false).await;
+        }
+        Ok(true)
+    }
+
+    fn decided_answer(&self, phase: Option<Phase>, skip_allowed: bool) -> Answer {
+        match &self.decided {
+            Some(decided) => after_verdict(decided, phase, skip_allowed),
+            None => Answer::Continue,
+        }
+    }
+
+    /// Polls the filter until it takes the newest event and waits again, or returns
+    /// (always, at end of message). Meanwhile the socket is watched so a closed connection
+    /// drops the filter at once.
+    async fn settle(&mut self, at_eom: bool) -> Result<Settled, ConnectionError> {
+        let progress = if at_eom {
+            self.config.progress_interval
+        } else {
+            None
+        };
+        loop {
+            let mut timer = match (progress, &self.config.sleep) {
+                (Some(interval), Some(sleep)) => Some(sleep(interval)),
+                _ => None,
+            };
+            let step = poll_fn(|cx| {
+                let Some(running) = &mut self.running else {
+                    return Poll::Ready(Ok(Step::Settled(Settled::Finished)));
+                };
+                lock(&self.mailbox).clear_parked();
+                if let Poll::Ready(output) = running.as_mut().poll(cx) {
+                    self.running = None;
+                    self.record_outcome(output);
+                    return Poll::Ready(Ok(Step::Settled(Settled::Finished)));
+                }
+                {
+                    let mailbox = lock(&self.mailbox);
+                    if let (false, true, Some(phase)) =
+                        (at_eom, mailbox.drained(), mailbox.parked())
+                    {
+                        return Poll::Ready(Ok(Step::Settled(Settled::Parked(phase))));
+                    }
+                }
+                match self.poll_read_ahead(cx) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Ok(Step::Settled(Settled::Lost))),
+                    Poll::Ready(Err(error)) => return Poll::Ready(Err(ConnectionError::Io(error))),
+                    _ => {}
+                }
+                if let Some(timer) = &mut timer {
+                    if timer.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Ok(Step::Progress));
+                    }
+                }
+                Poll::Pending
+            })
+            .await?;
+            match step {
+                Step::Settled(settled) => return Ok(settled),
+                Step::Progress => {
+                    debug!(
+                        "connection {}: filter still working, sending PROGRESS",
+                        self.id
+                    );
+                    Response::Progress.encode(&mut self.out)?;
+                    self.flush().await?;
+                }
+            }
+        }
+    }
+
+    fn record_outcome(&mut self, output: CallOutput) {
+        let id = self.id;
+        let (verdict, edits, message_only) = match output {
+            Ok((Ok(verdict), finished)) => (verdict, Some(finished.edits), false),
+            Ok((Err(Error::Aborted), _)) => {
+                debug!("connection {id}: filter returned after abort");
+                (Verdict::Continue, None, true)
+            }
+            Ok((Err(error), _)) => {
+                error!(
+                    "connection {id}: filter failed: {error}; answering {:?}",
+                    self.config.error_verdict
+                );
+                (self.config.error_verdict.clone(), None, true)
+            }
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                error!(
+                    "connection {id}: filter panicked: {message}; answering {:?}",
+                    self.config.error_verdict
+                );
+                (self.config.error_verdict.clone(), None, true)
+            }
+        };
+        let queue_id = self.queue_id.as_deref().unwrap_or("-");
+        info!(
+            "connection {id}: message {} (queue id {queue_id}): verdict {verdict:?}",
+            self.message_no
+        );
+        self.decided = Some(Decided {
+            verdict,
+            has_edits: edits.as_ref().is_some_and(|e| !e.is_empty()),
+            message_only,
+            sent: false,
+        });
+        self.edits = edits;
+    }
+
+    fn send(&mut self, answer: &Answer) -> Result<(), ConnectionError> {
+        match answer {
+            Answer::Continue => Response::Continue.encode(&mut self.out)?,
+            Answer::Skip => Response::Skip.encode(&mut self.out)?,
+            Answer::Verdict(verdict) => verdict.encode(&mut self.out),
+            Answer::EditsThen(verdict) => {
+                if let Some(edits) = &self.edits {
+                    let start = self.out.len();
+                    if let Err(error) = edits.encode(&mut self.out) {
+                        error!("connection {}: cannot send edits: {error}", self.id);
+                        self.out.truncate(start);
+                        Response::Tempfail.encode(&mut self.out)?;
+                        return Ok(());
+                    }
+                }
+                verdict.encode(&mut self.out);
+            }
+        }
+        Ok(())
+    }
+
+    // ===== I/O =====
+
+    async fn flush(&mut self) -> Result<(), ConnectionError> {
+        if !self.out.is_empty() {
+            self.stream.write_all(&self.out).await?;
+            self.stream.flush().await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    /// Reads until a whole frame is buffered; `None` at end of stream.
+    async fn read_frame(&mut self) -> Result<Option<Frame>, ConnectionError> {
+        loop {
+            if let Some(frame) = self.decoder.decode()? {
+                return Ok(Some(frame));
+            }
+            let timer = match (self.config.read_timeout, &self.config.sleep) {
+                (Some(timeout), Some(sleep)) => sleep(timeout),
+                _ => Box::pin(std::future::pending()),
+            };
+            // Between messages a shutdown closes the connection; inside one it waits.
+            let stop = match (&self.config.shutdown, self.in_transaction) {
+                (Some(signal), false) => Either::Left(signal.clone()),
+                _ => Either::Right(std::future::pending()),
+            };
+            let read = poll_fn(|cx| self.poll_read_more(cx));
+            let n = match select(pin!(read), select(timer, stop)).await {
+                Either::Left((result, _)) => result?,
+                Either::Right((Either::Left(((), _)), _)) => return Err(ConnectionError::Timeout),
+                Either::Right((Either::Right(((), _)), _)) => {
+                    debug!("connection {}: closing for shutdown", self.id);
+                    return Ok(None);
+                }
+            };
+            if n == 0 {
+                if self.decoder.buffered() > 0 {
+                    warn!("connection {}: stream ended inside a frame", self.id);
+                }
+                return Ok(None);
+            }
+        }
+    }
+
+    fn poll_read_more(&mut self, cx: &mut std::task::Context<'_>) -> Poll<std::io::Result<usize>> {
+        let mut spare = self.decoder.spare();
+        match Pin::new(&mut self.stream).poll_read(cx, &mut spare) {
+            Poll::Ready(Ok(n)) => {
+                spare.commit(n);
+                Poll::Ready(Ok(n))
+            }
+            other => other,
+        }
+    }
+
+    /// Reads ahead while the filter is busy, only to notice a closed connection; frames
+    /// stay buffered for later, up to one maximum frame.
+    fn poll_read_ahead(&mut self, cx: &mut std::task::Context<'_>) -> Poll<std::io::Result<usize>> {
+        if self.decoder.buffered() > self.decoder.max_len() as usize + 4 {
+            return Poll::Pending;
+        }
+        self.poll_read_more(cx)
+    }
+}
+
+/// The value of macro `i` in a MACRO packet's pairs, if present.
+fn find_queue_id(raw: &[u8]) -> Option<String> {
+    let mut parts = raw.split(|&b| b == 0);
+    while let (Some(name), Some(value)) = (parts.next(), parts.next()) {
+        if (name == b"i" || name == b"{i}") && !value.is_empty() {
+            return Some(String::from_utf8_lossy(value).into_owned());
+        }
+    }
+    None
+}

@@ -1,0 +1,443 @@
+//! `Session`: what a filter holds while it looks at one message.
+
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+
+use super::connection_data::ConnectionData;
+use super::edits::{EditQueue, HeaderHandle, HeaderPosition};
+use super::error::Error;
+use super::event::{Address, Client, Event};
+use super::macros::MacroStore;
+use super::mailbox::{SharedMailbox, lock};
+use super::phase::Phase;
+use super::streams::{Body, HeaderField, Headers, Recipients};
+use super::text::Text;
+use crate::proto::{Agreed, Events, MacroStage};
+
+/// One message's view of a milter connection, handed to the filter.
+///
+/// Await the parts of the message in the order the MTA sends them ([`Session::helo`],
+/// [`Session::envelope_from`], [`Session::recipients`], [`Session::headers`],
+/// [`Session::body`], [`Session::end_of_message`]); events the filter does not await are
+/// answered for it. Connection data (client, HELO, connect-stage macros) stays the same
+/// for every message of the connection; message data starts afresh with each call.
+///
+/// Edits ([`Session::add_header`] and the rest) are checked when queued and sent at end of
+/// message, before the verdict.
+#[derive(Debug)]
+pub struct Session {
+    pub(crate) mailbox: SharedMailbox,
+    pub(crate) conn: Arc<ConnectionData>,
+    pub(crate) message: u64,
+    pub(crate) phase: Phase,
+    pub(crate) sender: Option<Address>,
+    /// Recipients with the sequence number of their RCPT command.
+    pub(crate) recipients: Vec<(Address, u64)>,
+    pub(crate) rcpt_cursor: usize,
+    pub(crate) headers: Vec<HeaderField>,
+    pub(crate) header_cursor: usize,
+    pub(crate) body_chunk: Option<Bytes>,
+    pub(crate) body_chunk_fresh: bool,
+    pub(crate) macros: MacroStore,
+    pub(crate) edits: EditQueue,
+}
+
+/// What a finished filter call leaves for the driver.
+pub(crate) struct Finished {
+    pub(crate) edits: EditQueue,
+}
+
+impl Session {
+    pub(crate) fn new(
+        mailbox: SharedMailbox,
+        conn: Arc<ConnectionData>,
+        message: u64,
+        phase: Phase,
+    ) -> Self {
+        let allowed = conn.agreed.options.actions;
+        Self {
+            mailbox,
+            conn,
+            message,
+            phase,
+            sender: None,
+            recipients: Vec::new(),
+            rcpt_cursor: 0,
+            headers: Vec::new(),
+            header_cursor: 0,
+            body_chunk: None,
+            body_chunk_fresh: false,
+            macros: MacroStore::default(),
+            edits: EditQueue::new(allowed),
+        }
+    }
+
+    pub(crate) fn finish(self) -> Finished {
+        Finished { edits: self.edits }
+    }
+
+    // ===== connection data =====
+
+    /// The connection's id, as it appears in log lines.
+    #[must_use]
+    pub fn connection_id(&self) -> u64 {
+        self.conn.id
+    }
+
+    /// What was negotiated with the MTA.
+    #[must_use]
+    pub fn negotiated(&self) -> &Agreed {
+        &self.conn.agreed
+    }
+
+    /// The SMTP client, known from connect on; `None` if the MTA does not send CONNECT.
+    #[must_use]
+    pub fn client(&self) -> Option<&Client> {
+        self.conn.client.as_ref()
+    }
+
+    /// The HELO or EHLO name, if one has arrived.
+    #[must_use]
+    pub fn helo_name(&self) -> Option<&Text> {
+        self.conn.helo.as_ref()
+    }
+
+    /// Waits for HELO if it is still to come; `None` when the client sent none before MAIL
+    /// (or the MTA does not send HELO).
+    pub async fn helo(&mut self) -> Result<Option<Text>, Error> {
+        loop {
+            if let Some(name) = &self.conn.helo {
+                return Ok(Some(name.clone()));
+            }
+            if self.phase > Phase::Helo || !self.conn.agreed.sends(Events::HELO) {
+                return Ok(None);
+            }
+            self.next_event(Phase::Helo).await?;
+        }
+    }
+
+    /// A macro's value by name (`i`, `{auth_authen}`; braces optional), newest stage first.
+    #[must_use]
+    pub fn macro_value(&self, name: &str) -> Option<&[u8]> {
+        self.macros.get(name).or_else(|| self.conn.macros.get(name))
+    }
+
+    /// A macro's value as UTF-8.
+    #[must_use]
+    pub fn macro_str(&self, name: &str) -> Option<&str> {
+        std::str::from_utf8(self.macro_value(name)?).ok()
+    }
+
+    /// The macros of one stage, in the order the MTA sent them.
+    pub fn macros_of(&self, stage: MacroStage) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let store = match stage {
+            MacroStage::Connect | MacroStage::Helo => &self.conn.macros,
+            _ => &self.macros,
+        };
+        store.pairs(stage)
+    }
+
+    /// The queue id (macro `i`) once the MTA has sent it (Postfix: from the first RCPT or
+    /// DATA on; Sendmail: from MAIL on).
+    #[must_use]
+    pub fn queue_id(&self) -> Option<&str> {
+        self.macro_str("i")
+    }
+
+    /// Where the conversation is.
+    #[must_use]
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    // ===== message data =====
+
+    /// Waits for MAIL FROM and returns the sender.
+    ///
+    /// Fails with [`Error::PhasePassed`] once headers have begun, and with [`Error::Absent`]
+    /// when the MTA was asked not to send MAIL.
+    pub async fn envelope_from(&mut self) -> Result<Address, Error> {
+        loop {
+            if self.phase >= Phase::Header {
+                return Err(Error::PhasePassed {
+                    wanted: Phase::Mail,
+                    current: self.phase,
+                });
+            }
+            if let Some(sender) = &self.sender {
+                return Ok(sender.clone());
+            }
+            if self.phase > Phase::Mail || !self.conn.agreed.sends(Events::MAIL) {
+                return Err(Error::Absent(Phase::Mail));
+            }
+            self.next_event(Phase::Mail).await?;
+        }
+    }
+
+    /// The sender, if MAIL has arrived.
+    #[must_use]
+    pub fn sender(&self) -> Option<&Address> {
+        self.sender.as_ref()
+    }
+
+    /// The recipients announced so far.
+    pub fn recipient_list(&self) -> impl Iterator<Item = &Address> {
+        self.recipients.iter().map(|(address, _)| address)
+    }
+
+    /// A stream of recipients as they arrive; each can be rejected on its own.
+    pub fn recipients(&mut self) -> Recipients<'_> {
+        Recipients::new(self)
+    }
+
+    /// A stream of headers as they arrive.
+    pub fn headers(&mut self) -> Headers<'_> {
+        Headers::new(self)
+    }
+
+    /// The headers seen so far, in message order.
+    #[must_use]
+    pub fn header_list(&self) -> &[HeaderField] {
+        &self.headers
+    }
+
+    /// The first header seen so far with this name (case-insensitive).
+    #[must_use]
+    pub fn header(&self, name: &str) -> Option<&HeaderField> {
+        self.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+    }
+
+    /// A stream of body chunks, each borrowed from the read buffer (CRLF line ends; chunk
+    /// boundaries fall anywhere).
+    pub fn body(&mut self) -> Body<'_> {
+        Body::new(self)
+    }
+
+    /// Waits for end of message: everything has arrived and edits can be decided.
+    pub async fn end_of_message(&mut self) -> Result<(), Error> {
+        while self.phase < Phase::EndOfMessage {
+            self.next_event(Phase::EndOfMessage).await?;
+        }
+        Ok(())
+    }
+
+    // ===== edits =====
+
+    /// Adds a header below the existing ones.
+    pub fn add_header(
+        &mut self,
+        name: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+    ) -> Result<(), Error> {
+        self.edits.add_header(name.as_ref(), value.as_ref())
+    }
+
+    /// Inserts a header at a position relative to the headers the filter was shown.
+    pub fn insert_header(
+        &mut self,
+        at: HeaderPosition,
+        name: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+    ) -> Result<(), Error> {
+        let index = match at {
+            HeaderPosition::End => return self.add_header(name, value),
+            HeaderPosition::Top => 0,
+            HeaderPosition::Before(handle) => self.check_handle(handle)?.position,
+            HeaderPosition::After(handle) => self.check_handle(handle)?.position + 1,
+        };
+        self.edits
+            .insert_header(index, name.as_ref(), value.as_ref())
+    }
+
+    /// Replaces a header's value.
+    pub fn change_header(
+        &mut self,
+        header: HeaderHandle,
+        value: impl AsRef<[u8]>,
+    ) -> Result<(), Error> {
+        let value = value.as_ref();
+        if value.is_empty() {
+            return Err(Error::InvalidValue(crate::proto::EncodeError::Empty {
+                field: "header value (use delete_header to delete)",
+            }));
+        }
+        self.change_or_delete(header, value)
+    }
+
+    /// Deletes a header.
+    pub fn delete_header(&mut self, header: HeaderHandle) -> Result<(), Error> {
+        self.change_or_delete(header, b"")
+    }
+
+    fn change_or_delete(&mut self, header: HeaderHandle, value: &[u8]) -> Result<(), Error> {
+        let handle = self.check_handle(header)?;
+        let name = self
+            .headers
+            .get(handle.position as usize)
+            .map(|h| h.name.clone())
+            .ok_or(Error::StaleHandle)?;
+        self.edits
+            .change_header(handle.name_index, name.as_bytes(), value)
+    }
+
+    fn check_handle(&self, handle: HeaderHandle) -> Result<HeaderHandle, Error> {
+        if handle.message == self.message && (handle.position as usize) < self.headers.len() {
+            Ok(handle)
+        } else {
+            Err(Error::StaleHandle)
+        }
+    }
+
+    /// Replaces the body with `body` (CRLF line ends), dropping any earlier replacement.
+    pub fn replace_body(&mut self, body: impl AsRef<[u8]>) -> Result<(), Error> {
+        self.edits.replace_body(body.as_ref())
+    }
+
+    /// Appends a piece to the replacement body, starting one if there is none, so a filter
+    /// can rewrite the body chunk by chunk without assembling it.
+    pub fn append_body(&mut self, piece: impl AsRef<[u8]>) -> Result<(), Error> {
+        self.edits.append_body(piece.as_ref())
+    }
+
+    /// Changes the envelope sender, with optional ESMTP arguments (`"RET=HDRS"`; Postfix
+    /// honours only `RET` and `ENVID`).
+    pub fn change_sender(
+        &mut self,
+        address: impl AsRef<[u8]>,
+        args: Option<&str>,
+    ) -> Result<(), Error> {
+        self.edits
+            .change_from(address.as_ref(), args.map(str::as_bytes))
+    }
+
+    /// Adds a recipient, with optional ESMTP arguments (`"NOTIFY=NEVER"`; Postfix honours
+    /// only `NOTIFY` and `ORCPT`).
+    pub fn add_recipient(
+        &mut self,
+        address: impl AsRef<[u8]>,
+        args: Option<&str>,
+    ) -> Result<(), Error> {
+        self.edits
+            .add_rcpt(address.as_ref(), args.map(str::as_bytes))
+    }
+
+    /// Removes a recipient, given as it arrived in RCPT.
+    pub fn remove_recipient(&mut self, address: impl AsRef<[u8]>) -> Result<(), Error> {
+        self.edits.delete_rcpt(address.as_ref())
+    }
+
+    /// Holds the message in quarantine with a reason (Postfix: the hold queue).
+    pub fn quarantine(&mut self, reason: impl AsRef<[u8]>) -> Result<(), Error> {
+        self.edits.quarantine(reason.as_ref())
+    }
+
+    // ===== event plumbing =====
+
+    /// Waits until at least one new event has been applied; `wanted` tells the driver what
+    /// the filter waits for.
+    pub(crate) async fn next_event(&mut self, wanted: Phase) -> Result<(), Error> {
+        poll_fn(|cx| self.poll_event(cx, wanted)).await
+    }
+
+    fn poll_event(&mut self, _cx: &mut Context<'_>, wanted: Phase) -> Poll<Result<(), Error>> {
+        let mut progressed = false;
+        loop {
+            let event = {
+                let mut mailbox = lock(&self.mailbox);
+                if mailbox.is_aborted() {
+                    return Poll::Ready(Err(Error::Aborted));
+                }
+                let Some(event) = mailbox.pop() else {
+                    if !progressed {
+                        // The driver polls the filter after every event it delivers, so
+                        // no waker needs to be kept.
+                        mailbox.park(wanted);
+                    }
+                    break;
+                };
+                event
+            };
+            self.apply(event);
+            progressed = true;
+        }
+        if progressed {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// The sequence number of the newest command.
+    pub(crate) fn current_seq(&self) -> u64 {
+        lock(&self.mailbox).seq()
+    }
+
+    pub(crate) fn apply(&mut self, event: Event) {
+        if ConnectionData::is_connection_event(&event) {
+            Arc::make_mut(&mut self.conn).apply(&event);
+        }
+        let moved_to = match &event {
+            Event::Macro { .. } | Event::Unknown(_) => None,
+            Event::Connect(_) => Some(Phase::Connect),
+            Event::Helo(_) => Some(Phase::Helo),
+            Event::Mail(_) => Some(Phase::Mail),
+            Event::Rcpt(_) => Some(Phase::Rcpt),
+            Event::Data => Some(Phase::Data),
+            Event::Header { .. } => Some(Phase::Header),
+            Event::EndOfHeaders => Some(Phase::EndOfHeaders),
+            Event::Body(_) => Some(Phase::Body),
+            Event::EndOfMessage(_) => Some(Phase::EndOfMessage),
+        };
+        if let Some(phase) = moved_to {
+            self.phase = self.phase.max(phase);
+        }
+        match event {
+            Event::Macro { stage, raw }
+                if !matches!(stage, MacroStage::Connect | MacroStage::Helo) =>
+            {
+                self.macros.set(stage, &raw);
+            }
+            Event::Mail(address) => {
+                self.macros.clear_after(MacroStage::Mail);
+                self.sender = Some(address);
+            }
+            Event::Rcpt(address) => {
+                let seq = self.current_seq();
+                self.recipients.push((address, seq));
+            }
+            Event::Header { name, value } => {
+                let position = u32::try_from(self.headers.len()).unwrap_or(u32::MAX);
+                let same_name = self
+                    .headers
+                    .iter()
+                    .filter(|h| h.name.as_bytes().eq_ignore_ascii_case(name.as_bytes()))
+                    .count();
+                let name_index = u32::try_from(same_name + 1).unwrap_or(u32::MAX);
+                self.headers.push(HeaderField {
+                    name,
+                    value,
+                    handle: HeaderHandle {
+                        message: self.message,
+                        position,
+                        name_index,
+                    },
+                });
+            }
+            Event::Body(chunk) => {
+                self.body_chunk = Some(chunk);
+                self.body_chunk_fresh = true;
+            }
+            // libmilter hands data in end of message to the filter as a last chunk.
+            Event::EndOfMessage(chunk) if !chunk.is_empty() => {
+                self.body_chunk = Some(chunk);
+                self.body_chunk_fresh = true;
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! The hand-over point between the connection driver and a running filter.
+//!
+//! The driver pushes events in and reads back whether the filter has taken them and is
+//! waiting for more; the filter's session drains events and parks. Both run in the same
+//! task and never at the same time, so the lock is never contended; it exists to keep the
+//! filter future `Send`.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use super::event::Event;
+use super::phase::Phase;
+use crate::proto::ReplyCode;
+
+/// A reply the filter chose for one event (a recipient) while going on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum EventReply {
+    Reject,
+    Tempfail,
+    Reply(ReplyCode),
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Mailbox {
+    queue: VecDeque<Event>,
+    /// Sequence number of the newest command pushed.
+    seq: u64,
+    /// Sequence number of the newest command answered on the wire.
+    answered: u64,
+    /// The phase an awaiting session waits for, set during the latest poll only.
+    parked: Option<Phase>,
+    reply: Option<(u64, EventReply)>,
+    aborted: bool,
+}
+
+/// Shared handle to a mailbox.
+pub(crate) type SharedMailbox = Arc<Mutex<Mailbox>>;
+
+pub(crate) fn lock(mailbox: &Mutex<Mailbox>) -> MutexGuard<'_, Mailbox> {
+    // A panic in a filter is caught at the driver; the data stays consistent, so a
+    // poisoned lock is used as is.
+    mailbox.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Mailbox {
+    // ===== driver side =====
+
+    /// Queues a macro packet (no reply, no sequence number).
+    pub(crate) fn push_macro(&mut self, event: Event) {
+        self.queue.push_back(event);
+    }
+
+    /// Queues a command and returns its sequence number.
+    pub(crate) fn push_command(&mut self, event: Event) -> u64 {
+        self.queue.push_back(event);
+        self.seq += 1;
+        self.reply = None;
+        self.seq
+    }
+
+    /// Whether the filter has taken every queued event.
+    pub(crate) fn drained(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Forgets whether the filter was waiting; call before each poll of the filter.
+    pub(crate) fn clear_parked(&mut self) {
+        self.parked = None;
+    }
+
+    /// The phase the filter waits for, if it parked during the latest poll.
+    pub(crate) fn parked(&self) -> Option<Phase> {
+        self.parked
+    }
+
+    /// Takes the filter's own reply to command `seq` and marks the command answered.
+    pub(crate) fn answer(&mut self, seq: u64) -> Option<EventReply> {
+        self.answered = self.answered.max(seq);
+        match self.reply.take() {
+            Some((for_seq, reply)) if for_seq == seq => Some(reply),
+            _ => None,
+        }
+    }
+
+    /// Ends the current message: queued events are dropped and every await fails.
+    pub(crate) fn abort(&mut self) {
+        self.queue.clear();
+        self.reply = None;
+        self.aborted = true;
+    }
+
+    /// Readies the mailbox for the next filter call.
+    pub(crate) fn reset(&mut self) {
+        self.queue.clear();
+        self.parked = None;
+        self.reply = None;
+        self.aborted = false;
+    }
+
+    // ===== session side =====
+
+    pub(crate) fn is_aborted(&self) -> bool {
+        self.aborted
+    }
+
+    pub(crate) fn pop(&mut self) -> Option<Event> {
+        self.queue.pop_front()
+    }
+
+    /// Sequence number of the newest command.
+    pub(crate) fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    pub(crate) fn park(&mut self, phase: Phase) {
+        self.parked = Some(phase);
+    }
+
+    /// Records the filter's reply to command `seq`; false if it was answered already.
+    pub(crate) fn set_reply(&mut self, seq: u64, reply: EventReply) -> bool {
+        if seq != self.seq || self.answered >= seq || self.aborted {
+            return false;
+        }
+        self.reply = Some((seq, reply));
+        true
+    }
+}

@@ -1,0 +1,34 @@
+//! The session layer: one filter call per message, fed by a phase machine.
+//!
+//! This layer knows no sockets and no runtime. The connection driver pushes decoded
+//! commands into a [`Session`]'s mailbox and polls the filter's future directly; the
+//! session's awaitables drain the mailbox, so no channel or extra task sits between the
+//! wire and the filter.
+
+mod api;
+mod connection_data;
+mod edits;
+mod error;
+mod event;
+mod filter;
+mod macros;
+mod mailbox;
+mod phase;
+mod streams;
+mod text;
+mod verdict;
+
+pub(crate) use api::Finished;
+pub use api::Session;
+pub(crate) use connection_data::ConnectionData;
+pub(crate) use edits::EditQueue;
+pub use edits::{HeaderHandle, HeaderPosition, MAX_QUEUED_EDITS};
+pub use error::Error;
+pub(crate) use event::Event;
+pub use event::{Address, Client};
+pub use filter::{Filter, FilterFn, FnFilter};
+pub(crate) use mailbox::{EventReply, Mailbox, SharedMailbox, lock};
+pub use phase::Phase;
+pub use streams::{Body, HeaderField, Headers, Recipient, Recipients};
+pub use text::Text;
+pub use verdict::Verdict;
