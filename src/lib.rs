@@ -1,4 +1,4 @@
-//! Async mail filters (milters) for Postfix and Sendmail.
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
 pub mod connection;
@@ -6,5 +6,6 @@ pub mod proto;
 pub mod server;
 pub mod session;
 
+pub use bytes::Bytes;
 pub use proto::Needs;
 pub use session::{Error, Filter, Session, Verdict};
