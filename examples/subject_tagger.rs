@@ -14,7 +14,7 @@ struct SubjectTagger {
 fn is_internal(session: &Session) -> bool {
     session
         .client()
-        .and_then(|client| client.ip())
+        .and_then(async_milter::session::Client::ip)
         .is_some_and(|ip| match ip {
             std::net::IpAddr::V4(v4) => v4.is_loopback() || v4.is_private(),
             std::net::IpAddr::V6(v6) => v6.is_loopback(),
