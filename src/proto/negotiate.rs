@@ -240,12 +240,13 @@ pub struct Needs {
 }
 
 impl Default for Needs {
-    /// Every event, every answer, every action if offered, and SKIP.
+    /// Every event but UNKNOWN (no awaitable reads it), every answer, every action if
+    /// offered, and SKIP.
     fn default() -> Self {
         Self {
             actions: Actions::EMPTY,
             optional_actions: Actions::V6 - Actions::SET_MACRO_LIST,
-            events: Events::ALL,
+            events: Events::ALL - Events::UNKNOWN,
             answers: Events::ALL,
             options: ProtocolFlags::SKIP,
             macros: Vec::new(),
