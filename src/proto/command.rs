@@ -5,9 +5,9 @@
 
 use std::fmt;
 
-use super::cursor::{count_cstrs, put_cstr, CStrs, Reader};
+use super::cursor::{CStrs, Reader, count_cstrs, put_cstr};
 use super::error::{DecodeError, EncodeError};
-use super::frame::{write_frame, Frame};
+use super::frame::{Frame, write_frame};
 use super::negotiate::OptNeg;
 use super::wire_str::WireStr;
 

@@ -26,7 +26,11 @@ impl<'a> Reader<'a> {
         }
     }
 
-    pub(crate) fn take(&mut self, len: usize, field: &'static str) -> Result<&'a [u8], DecodeError> {
+    pub(crate) fn take(
+        &mut self,
+        len: usize,
+        field: &'static str,
+    ) -> Result<&'a [u8], DecodeError> {
         if self.rest.len() < len {
             return Err(self.truncated(field));
         }
@@ -95,7 +99,11 @@ impl<'a> Reader<'a> {
 }
 
 /// Writes a NUL-terminated string after checking it holds no NUL itself.
-pub(crate) fn put_cstr(dst: &mut Vec<u8>, value: WireStr<'_>, field: &'static str) -> Result<(), EncodeError> {
+pub(crate) fn put_cstr(
+    dst: &mut Vec<u8>,
+    value: WireStr<'_>,
+    field: &'static str,
+) -> Result<(), EncodeError> {
     let bytes = value.as_bytes();
     if memchr::memchr(0, bytes).is_some() {
         return Err(EncodeError::InteriorNul { field });

@@ -245,15 +245,27 @@ impl Events {
 
     /// Each event with the flag that suppresses it and the flag that says it gets no reply.
     pub const FLAGS: [(Self, ProtocolFlags, ProtocolFlags); 9] = [
-        (Self::CONNECT, ProtocolFlags::NO_CONNECT, ProtocolFlags::NR_CONNECT),
+        (
+            Self::CONNECT,
+            ProtocolFlags::NO_CONNECT,
+            ProtocolFlags::NR_CONNECT,
+        ),
         (Self::HELO, ProtocolFlags::NO_HELO, ProtocolFlags::NR_HELO),
         (Self::MAIL, ProtocolFlags::NO_MAIL, ProtocolFlags::NR_MAIL),
         (Self::RCPT, ProtocolFlags::NO_RCPT, ProtocolFlags::NR_RCPT),
         (Self::DATA, ProtocolFlags::NO_DATA, ProtocolFlags::NR_DATA),
-        (Self::HEADER, ProtocolFlags::NO_HEADER, ProtocolFlags::NR_HEADER),
+        (
+            Self::HEADER,
+            ProtocolFlags::NO_HEADER,
+            ProtocolFlags::NR_HEADER,
+        ),
         (Self::EOH, ProtocolFlags::NO_EOH, ProtocolFlags::NR_EOH),
         (Self::BODY, ProtocolFlags::NO_BODY, ProtocolFlags::NR_BODY),
-        (Self::UNKNOWN, ProtocolFlags::NO_UNKNOWN, ProtocolFlags::NR_UNKNOWN),
+        (
+            Self::UNKNOWN,
+            ProtocolFlags::NO_UNKNOWN,
+            ProtocolFlags::NR_UNKNOWN,
+        ),
     ];
 }
 

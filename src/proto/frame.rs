@@ -249,7 +249,10 @@ mod tests {
         );
         let mut huge = FrameDecoder::new();
         huge.push(&[0xff, 0xff, 0xff, 0xff]);
-        assert!(matches!(huge.decode(), Err(DecodeError::FrameTooLong { .. })));
+        assert!(matches!(
+            huge.decode(),
+            Err(DecodeError::FrameTooLong { .. })
+        ));
     }
 
     #[test]

@@ -31,8 +31,21 @@
 //! ```
 
 // Peer input must never panic this layer: no indexing, no unwrap.
-#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-#![cfg_attr(test, allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
 
 mod command;
 mod cursor;
@@ -50,13 +63,13 @@ pub use command::{
 pub use error::{Byte, DecodeError, EncodeError};
 pub use flags::{Actions, Events, ProtocolFlags};
 pub use frame::{
-    Frame, FrameDecoder, Spare, DEFAULT_MAX_FRAME_LEN, FRAME_HEADER_LEN, MAX_BODY_CHUNK,
-    MAX_RESPONSE_PAYLOAD,
+    DEFAULT_MAX_FRAME_LEN, FRAME_HEADER_LEN, Frame, FrameDecoder, MAX_BODY_CHUNK,
+    MAX_RESPONSE_PAYLOAD, Spare,
 };
 pub use negotiate::{
-    event_of, negotiate, Agreed, MacroStage, NegotiateError, Needs, OptNeg, OptNegReply,
-    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    Agreed, MIN_PROTOCOL_VERSION, MacroStage, Needs, NegotiateError, OptNeg, OptNegReply,
+    PROTOCOL_VERSION, event_of, negotiate,
 };
-pub use reply_code::{ReplyCode, ReplyCodeError, MAX_REPLY_LINE, MAX_REPLY_LINES};
-pub use response::{encode_replace_body, Response, ResponseKind};
+pub use reply_code::{MAX_REPLY_LINE, MAX_REPLY_LINES, ReplyCode, ReplyCodeError};
+pub use response::{Response, ResponseKind, encode_replace_body};
 pub use wire_str::WireStr;

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use super::command::CommandKind;
-use super::cursor::{put_cstr, Reader};
+use super::cursor::{Reader, put_cstr};
 use super::error::{DecodeError, EncodeError};
 use super::flags::{Actions, Events, ProtocolFlags};
 use super::wire_str::WireStr;
@@ -267,7 +267,10 @@ impl fmt::Display for NegotiateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::UnsupportedVersion(version) => {
-                write!(f, "MTA offers protocol version {version}, at least {MIN_PROTOCOL_VERSION} is needed")
+                write!(
+                    f,
+                    "MTA offers protocol version {version}, at least {MIN_PROTOCOL_VERSION} is needed"
+                )
             }
             Self::MissingActions(missing) => {
                 write!(f, "MTA does not allow required actions {missing:?}")
@@ -302,7 +305,9 @@ impl Agreed {
         Events::FLAGS
             .iter()
             .filter(|(e, _, _)| event.contains(*e))
-            .all(|&(e, no, _)| !self.options.protocol.contains(no) && version_has_event(self.options.version, e))
+            .all(|&(e, no, _)| {
+                !self.options.protocol.contains(no) && version_has_event(self.options.version, e)
+            })
     }
 
     /// Whether the MTA waits for a reply to `command`.
@@ -380,7 +385,11 @@ fn version_protocol(version: u32) -> ProtocolFlags {
 
 /// The actions a version defines.
 fn version_actions(version: u32) -> Actions {
-    if version >= 6 { Actions::V6 } else { Actions::V2 }
+    if version >= 6 {
+        Actions::V6
+    } else {
+        Actions::V2
+    }
 }
 
 /// Agrees on options from the MTA's `offer` and the filter's `needs`.
@@ -429,7 +438,9 @@ pub fn negotiate(offer: OptNeg, needs: &Needs) -> Result<Agreed, NegotiateError>
         }
     }
     let extras = needs.options
-        & (ProtocolFlags::SKIP | ProtocolFlags::HEADER_LEADING_SPACE | ProtocolFlags::RCPT_REJECTED);
+        & (ProtocolFlags::SKIP
+            | ProtocolFlags::HEADER_LEADING_SPACE
+            | ProtocolFlags::RCPT_REJECTED);
     protocol |= extras & offered_protocol;
 
     let mut macros = Vec::new();

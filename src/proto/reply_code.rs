@@ -59,9 +59,14 @@ impl fmt::Display for ReplyCodeError {
         match self {
             Self::InvalidCode(code) => write!(f, "reply code {code} is not a 4xx or 5xx code"),
             Self::WrongClass(code) => write!(f, "reply code {code} has the wrong class"),
-            Self::InvalidEnhancedCode(code) => write!(f, "enhanced status code {code:?} is malformed"),
+            Self::InvalidEnhancedCode(code) => {
+                write!(f, "enhanced status code {code:?} is malformed")
+            }
             Self::ClassMismatch { code, enhanced } => {
-                write!(f, "enhanced status code {enhanced} does not match reply code {code}")
+                write!(
+                    f,
+                    "enhanced status code {enhanced} does not match reply code {code}"
+                )
             }
             Self::InvalidText => f.write_str("reply text contains CR, LF or NUL"),
             Self::LineTooLong(len) => {
@@ -209,7 +214,11 @@ fn check_enhanced(code: u16, enhanced: &str) -> Result<(), ReplyCodeError> {
 
 impl fmt::Debug for ReplyCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ReplyCode({:?})", String::from_utf8_lossy(&self.to_wire()))
+        write!(
+            f,
+            "ReplyCode({:?})",
+            String::from_utf8_lossy(&self.to_wire())
+        )
     }
 }
 
@@ -247,18 +256,36 @@ mod tests {
 
     #[test]
     fn codes_are_checked() {
-        assert_eq!(ReplyCode::new(250, "", "x"), Err(ReplyCodeError::InvalidCode(250)));
-        assert_eq!(ReplyCode::new(599, "", "x"), Err(ReplyCodeError::InvalidCode(599)));
-        assert_eq!(ReplyCode::new(5500, "", "x"), Err(ReplyCodeError::InvalidCode(5500)));
-        assert_eq!(ReplyCode::permanent(451, "", "x"), Err(ReplyCodeError::WrongClass(451)));
-        assert_eq!(ReplyCode::temporary(550, "", "x"), Err(ReplyCodeError::WrongClass(550)));
+        assert_eq!(
+            ReplyCode::new(250, "", "x"),
+            Err(ReplyCodeError::InvalidCode(250))
+        );
+        assert_eq!(
+            ReplyCode::new(599, "", "x"),
+            Err(ReplyCodeError::InvalidCode(599))
+        );
+        assert_eq!(
+            ReplyCode::new(5500, "", "x"),
+            Err(ReplyCodeError::InvalidCode(5500))
+        );
+        assert_eq!(
+            ReplyCode::permanent(451, "", "x"),
+            Err(ReplyCodeError::WrongClass(451))
+        );
+        assert_eq!(
+            ReplyCode::temporary(550, "", "x"),
+            Err(ReplyCodeError::WrongClass(550))
+        );
     }
 
     #[test]
     fn enhanced_codes_are_checked() {
         for bad in ["5.7", "5.7.1.1", "5..1", "x.7.1", "5.1000.1", "55.7.1"] {
             assert!(
-                matches!(ReplyCode::new(550, bad, "x"), Err(ReplyCodeError::InvalidEnhancedCode(_))),
+                matches!(
+                    ReplyCode::new(550, bad, "x"),
+                    Err(ReplyCodeError::InvalidEnhancedCode(_))
+                ),
                 "{bad}"
             );
         }
@@ -270,8 +297,14 @@ mod tests {
 
     #[test]
     fn text_must_be_one_line() {
-        assert_eq!(ReplyCode::new(550, "", "a\r\nb"), Err(ReplyCodeError::InvalidText));
-        assert_eq!(ReplyCode::new(550, "", "a\0"), Err(ReplyCodeError::InvalidText));
+        assert_eq!(
+            ReplyCode::new(550, "", "a\r\nb"),
+            Err(ReplyCodeError::InvalidText)
+        );
+        assert_eq!(
+            ReplyCode::new(550, "", "a\0"),
+            Err(ReplyCodeError::InvalidText)
+        );
     }
 
     #[test]
@@ -290,7 +323,10 @@ mod tests {
         for i in 1..MAX_REPLY_LINES {
             reply = reply.with_line(&i.to_string()).unwrap();
         }
-        assert_eq!(reply.with_line("one too many"), Err(ReplyCodeError::TooManyLines));
+        assert_eq!(
+            reply.with_line("one too many"),
+            Err(ReplyCodeError::TooManyLines)
+        );
     }
 
     #[test]

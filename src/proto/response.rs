@@ -1,8 +1,8 @@
 //! Responses: the packets the filter sends to the MTA (`SMFIR_*` and the OPTNEG reply).
 
-use super::cursor::{put_cstr, put_nonempty_cstr, Reader};
+use super::cursor::{Reader, put_cstr, put_nonempty_cstr};
 use super::error::{DecodeError, EncodeError};
-use super::frame::{write_frame, Frame, MAX_RESPONSE_PAYLOAD};
+use super::frame::{Frame, MAX_RESPONSE_PAYLOAD, write_frame};
 use super::negotiate::OptNegReply;
 use super::wire_str::WireStr;
 
@@ -375,7 +375,11 @@ fn packet_name(kind: ResponseKind) -> &'static str {
 
 /// Appends `body` as REPLBODY frames of at most `max_chunk` bytes each (65535 unless a larger
 /// size was negotiated). An empty body becomes one empty frame, which empties the message.
-pub fn encode_replace_body(body: &[u8], max_chunk: usize, dst: &mut Vec<u8>) -> Result<(), EncodeError> {
+pub fn encode_replace_body(
+    body: &[u8],
+    max_chunk: usize,
+    dst: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
     let max_chunk = max_chunk.clamp(1, MAX_RESPONSE_PAYLOAD);
     if body.is_empty() {
         return Response::ReplaceBody(body).encode(dst);
