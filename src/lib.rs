@@ -2,6 +2,8 @@
 #![forbid(unsafe_code)]
 
 pub mod connection;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod proto;
 pub mod server;
 pub mod session;

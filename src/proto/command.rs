@@ -426,8 +426,8 @@ pub struct Connect<'a> {
     pub family: Family,
     /// The client's port (0 for unix sockets and unknown families).
     pub port: u16,
-    /// The client's address as text, with Sendmail's `IPv6:` prefix removed
-    /// (empty for an unknown family).
+    /// The client's address as text (empty for an unknown family). For family `6` a leading
+    /// `IPv6:` (Sendmail's form, any case) is removed; other families keep their bytes.
     pub address: WireStr<'a>,
 }
 
@@ -441,7 +441,12 @@ impl<'a> Connect<'a> {
         } else {
             let port = reader.take_u16("port")?;
             let address = reader.take_cstr("address")?;
-            (port, strip_ipv6_prefix(address))
+            let address = if family == Family::Inet6 {
+                strip_ipv6_prefix(address)
+            } else {
+                address
+            };
+            (port, address)
         };
         reader.finish()?;
         Ok(Self {
@@ -472,7 +477,8 @@ impl<'a> Connect<'a> {
     }
 }
 
-/// Sendmail writes IPv6 addresses as `IPv6:2001:db8::1`; libmilter strips the prefix, and so do we.
+/// Sendmail writes IPv6 addresses as `IPv6:2001:db8::1`; libmilter strips the prefix (only for
+/// family `6`, in `mi_inet_pton`), and so do we. A unix socket path is never altered.
 fn strip_ipv6_prefix(address: WireStr<'_>) -> WireStr<'_> {
     const PREFIX: &[u8] = b"IPv6:";
     let bytes = address.as_bytes();
@@ -614,5 +620,38 @@ impl<'a> Header<'a> {
     fn encode_payload(&self, dst: &mut Vec<u8>) -> Result<(), EncodeError> {
         put_cstr(dst, self.name, "header name")?;
         put_cstr(dst, self.value, "header value")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connect_payload(family: u8, address: &[u8]) -> Vec<u8> {
+        let mut payload = b"host\0".to_vec();
+        payload.push(family);
+        payload.extend_from_slice(&25u16.to_be_bytes());
+        payload.extend_from_slice(address);
+        payload.push(0);
+        payload
+    }
+
+    #[test]
+    fn ipv6_prefix_is_stripped_for_family_6_only() {
+        let v6 = connect_payload(b'6', b"ipv6:2001:db8::1");
+        let Command::Connect(connect) = Command::decode(b'C', &v6).unwrap() else {
+            panic!("not a CONNECT");
+        };
+        assert_eq!(connect.address, "2001:db8::1");
+
+        // A unix socket path that happens to start with the prefix is a path, not an address.
+        let unix = connect_payload(b'L', b"IPv6:/run/sock");
+        let Command::Connect(connect) = Command::decode(b'C', &unix).unwrap() else {
+            panic!("not a CONNECT");
+        };
+        assert_eq!(connect.address, "IPv6:/run/sock");
+        let mut wire = Vec::new();
+        Command::Connect(connect).encode(&mut wire).unwrap();
+        assert_eq!(wire.get(5..), Some(&unix[..]));
     }
 }

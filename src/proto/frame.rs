@@ -89,7 +89,10 @@ impl FrameDecoder {
     #[must_use]
     pub fn missing(&self) -> usize {
         match self.announced_len() {
-            Some(len) => (len as usize + 4).saturating_sub(self.buf.len()).max(1),
+            Some(len) => (len as usize)
+                .saturating_add(4)
+                .saturating_sub(self.buf.len())
+                .max(1),
             None => 4 - self.buf.len(),
         }
     }
@@ -98,8 +101,13 @@ impl FrameDecoder {
     ///
     /// Write into the returned guard, then [`Spare::commit`] the number of bytes written;
     /// uncommitted space is given back when the guard drops.
+    ///
+    /// The size never exceeds the maximum frame length (or 4 KiB, whichever is larger), even
+    /// when the length field at the front announces more: such a frame is refused by
+    /// [`FrameDecoder::decode`], so its announced length must not decide what is allocated.
     pub fn spare(&mut self) -> Spare<'_> {
-        let want = self.missing().max(MIN_READ);
+        let cap = (self.max_len as usize).saturating_add(4);
+        let want = self.missing().min(cap).max(MIN_READ);
         let start = self.buf.len();
         self.buf.resize(start + want, 0);
         Spare {
@@ -131,7 +139,7 @@ impl FrameDecoder {
                 max: self.max_len,
             });
         }
-        let total = len as usize + 4;
+        let total = (len as usize).saturating_add(4);
         if self.buf.len() < total {
             return Ok(None);
         }
@@ -266,6 +274,32 @@ mod tests {
         }
         assert_eq!(decoder.buffered(), 5);
         assert_eq!(decoder.decode().unwrap().unwrap().kind, b'Q');
+    }
+
+    #[test]
+    fn spare_is_not_sized_from_an_oversize_length() {
+        // A peer announcing 16 MiB to a decoder that accepts 1 KiB must not make `spare`
+        // allocate 16 MiB: `decode` refuses the frame, so the length is not to be trusted.
+        let mut decoder = FrameDecoder::with_max_len(1024);
+        decoder.push(&[0x00, 0xff, 0xff, 0xff]);
+        assert_eq!(decoder.spare().len(), MIN_READ);
+        assert!(matches!(
+            decoder.decode(),
+            Err(DecodeError::FrameTooLong {
+                len: 0x00ff_ffff,
+                max: 1024
+            })
+        ));
+        let mut roomy = FrameDecoder::with_max_len(64 * 1024);
+        roomy.push(&[0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(roomy.spare().len(), 64 * 1024 + 4);
+    }
+
+    #[test]
+    fn spare_covers_a_whole_large_frame() {
+        let mut decoder = FrameDecoder::new();
+        decoder.push(&[0x00, 0x01, 0x00, 0x00]);
+        assert_eq!(decoder.spare().len(), 0x1_0000);
     }
 
     #[test]
