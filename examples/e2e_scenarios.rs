@@ -64,8 +64,16 @@ async fn insert_headers(session: &mut Session) -> Result<Verdict, Error> {
     session.end_of_message().await?;
     session.insert_header(HeaderPosition::Top, "X-Top", "1")?;
     if let Some(subject) = find(&headers, "Subject").first() {
-        session.insert_header(HeaderPosition::Before(subject.handle), "X-Before-Subject", "1")?;
-        session.insert_header(HeaderPosition::After(subject.handle), "X-After-Subject", "1")?;
+        session.insert_header(
+            HeaderPosition::Before(subject.handle),
+            "X-Before-Subject",
+            "1",
+        )?;
+        session.insert_header(
+            HeaderPosition::After(subject.handle),
+            "X-After-Subject",
+            "1",
+        )?;
     }
     session.insert_header(HeaderPosition::End, "X-End", "1")?;
     Ok(Verdict::Accept)
@@ -102,7 +110,11 @@ async fn folded_nonascii(session: &mut Session) -> Result<Verdict, Error> {
     if let Some(utf8) = find(&headers, "X-Utf8").first() {
         session.add_header("X-Seen-Utf8", utf8.value.as_bytes())?;
         session.add_header("X-Seen-Utf8-Escaped", escaped(utf8.value.as_bytes()))?;
-        let valid = if utf8.value.as_str().is_some() { "yes" } else { "no" };
+        let valid = if utf8.value.as_str().is_some() {
+            "yes"
+        } else {
+            "no"
+        };
         session.add_header("X-Seen-Utf8-Valid", valid)?;
     }
     session.add_header("X-Own-Folded", "own first line\r\n\town second line")?;
@@ -192,7 +204,10 @@ fn main() -> std::io::Result<()> {
             "panic" => serve(spec, panic_on_subject).await,
             "slow" => serve(spec, slow).await,
             other => {
-                eprintln!("unknown scenario {other:?}; one of: {}", SCENARIOS.join(" "));
+                eprintln!(
+                    "unknown scenario {other:?}; one of: {}",
+                    SCENARIOS.join(" ")
+                );
                 std::process::exit(2);
             }
         }
