@@ -14,6 +14,7 @@ To add checks for another filter, append a Scenario to SCENARIOS (see conformanc
 import argparse
 import os
 import shlex
+import shutil
 import signal
 import smtplib
 import socket
@@ -967,6 +968,57 @@ def scenarios(args):
 
 
 # ------------------------------------------------------------------------------------------
+# miltertest (OpenDKIM's MTA simulator) against the conformance filter
+
+MILTERTEST_LUA = os.path.join(HERE, "conformance.lua")
+
+
+def run_miltertest(args, report, timings):
+    """Runs conformance.lua with miltertest against the conformance filter; every
+    `CHECK ok|FAIL what` line it prints becomes one report line."""
+    name = "miltertest"
+    exe = shutil.which("miltertest")
+    if not exe:
+        report.check(name, "conformance.lua: miltertest installed", False,
+                     "no miltertest binary (Debian package miltertest)")
+        return
+    spec = "inet:%d@127.0.0.1" % free_port()
+    milter = Milter(args.milter_cmd, spec, args.work, "miltertest")
+    t0 = time.monotonic()
+    try:
+        try:
+            milter.start()
+        except Exception as e:  # noqa: BLE001
+            report.check(name, "conformance.lua: setup (milter %s)" % spec, False, str(e).strip())
+            return
+        try:
+            r = subprocess.run([exe, "-s", MILTERTEST_LUA, "-D", "socket=" + spec],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+            out, rc = r.stdout.decode(errors="replace"), r.returncode
+        except subprocess.TimeoutExpired as e:
+            out, rc = (e.stdout or b"").decode(errors="replace"), "timeout"
+    finally:
+        milter.stop()
+    checks = 0
+    other = []
+    for line in out.splitlines():
+        if line.startswith("CHECK ok "):
+            checks += 1
+            report.check(name, "conformance.lua: " + line[len("CHECK ok "):], True)
+        elif line.startswith("CHECK FAIL "):
+            checks += 1
+            what, _, details = line[len("CHECK FAIL "):].partition(" (")
+            report.check(name, "conformance.lua: " + what, False, details.rstrip(")"))
+        else:
+            other.append(line)
+    report.check(name, "conformance.lua: script ran to the end (exit status 0)",
+                 rc == 0 and checks > 0,
+                 "exit %s after %d checks; other output: %s; milter log: %s" % (
+                     rc, checks, " | ".join(other)[-400:], M.tail(milter.log, 5).strip()))
+    timings["miltertest"] = time.monotonic() - t0
+
+
+# ------------------------------------------------------------------------------------------
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -996,6 +1048,8 @@ def main():
     timings = {}
     t0 = time.monotonic()
     print("e2e: milter command: %s" % args.milter_cmd, flush=True)
+    if not args.k or any(k in "miltertest" for k in args.k):
+        run_miltertest(args, report, timings)
     for mta_name in args.mta or ["postfix", "sendmail"]:
         for sc in scenarios(args):
             if args.k and not any(k in sc.name or any(k in "%s/%s" % (sc.name, c.name)
