@@ -625,8 +625,6 @@ def names_values(m):
 
 # what Msg.headers() always sends, in this order
 CLIENT_HEADERS = ["From", "To", "Subject", "Date", "Message-ID", "X-Conformance-Run"]
-# each MTA's own trace header, the only header the filter never sees
-OWN_RECEIVED = {"postfix": "Received", "sendmail": "Received"}
 
 
 # ------------------------------------------------------------------------------------------
