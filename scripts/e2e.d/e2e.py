@@ -14,6 +14,7 @@ To add checks for another filter, append a Scenario to SCENARIOS (see conformanc
 import argparse
 import os
 import shlex
+import shutil
 import signal
 import smtplib
 import socket
@@ -29,7 +30,11 @@ import mta as M  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 REFMILTER = "%s %s {socket} --log {log}" % (shlex.quote(sys.executable),
                                             shlex.quote(os.path.join(HERE, "refmilter.py")))
-DEFAULT_MILTER = "target/release/examples/conformance {socket}"
+# Where the release examples are: $E2E_BIN_DIR (set by scripts/e2e from CARGO_TARGET_DIR),
+# else target/release/examples.
+BIN_DIR = os.environ.get("E2E_BIN_DIR") or "target/release/examples"
+DEFAULT_MILTER = "%s/conformance {socket}" % shlex.quote(BIN_DIR)
+SCENARIOS_BIN = os.path.join(BIN_DIR, "e2e_scenarios")
 SETTLE_TIMEOUT = 60      # seconds for a queue to drain after a message was accepted
 MILTER_TIMEOUT = 60      # seconds for the milter socket to accept connections
 
@@ -57,9 +62,10 @@ class Report:
 # SMTP client side
 
 class Reply:
-    def __init__(self, code, text):
+    def __init__(self, code, text, raw=None):
         self.code = code
         self.text = text.decode(errors="replace") if isinstance(text, bytes) else text
+        self.raw = list(raw or [])     # the reply lines as received, without CRLF
 
     def line(self):
         """Full reply as one string; continuation lines joined with ' / '."""
@@ -79,7 +85,8 @@ class Sent:
         self.error = None
 
     def summary(self):
-        parts = ["MAIL %r" % (self.mail,)]
+        parts = ["CONNECT %r" % (self.connect,), "EHLO %r" % (self.ehlo.code if self.ehlo else None,),
+                 "MAIL %r" % (self.mail,)]
         parts += ["RCPT %s %r" % (r, v) for r, v in self.rcpt.items()]
         parts.append("DATA %r" % (self.data,))
         if self.error:
@@ -114,44 +121,117 @@ class Msg:
         return head + b"\r\n" + self.body
 
 
-def smtp_send(port, msg):
-    s = Sent(msg)
-    c = smtplib.SMTP(timeout=120)
+class _Tap:
+    """File wrapper recording every reply line smtplib reads."""
+
+    def __init__(self, f, owner):
+        self.f = f
+        self.owner = owner
+
+    def readline(self, *a):
+        line = self.f.readline(*a)
+        if line:
+            self.owner.raw.append(line.rstrip(b"\r\n").decode(errors="replace"))
+        return line
+
+    def close(self):
+        self.f.close()
+
+
+class RecSMTP(smtplib.SMTP):
+    """smtplib.SMTP that keeps the raw lines of the last reply (self.raw)."""
+
+    raw = []
+
+    def getreply(self):
+        if self.file is None and self.sock is not None:
+            self.file = _Tap(self.sock.makefile("rb"), self)
+        self.raw = []
+        return super().getreply()
+
+    def reply(self, code_msg):
+        return Reply(code_msg[0], code_msg[1], self.raw)
+
+
+def _transaction(c, s):
+    """MAIL, RCPT..., DATA for one message on an open session; False when the session broke."""
+    msg = s.spec
+    s.mail = c.reply(c.mail(msg.mail_from))
+    if s.mail.code // 100 != 2 and not msg.force:
+        return True
+    for r in msg.rcpts:
+        s.rcpt[r] = c.reply(c.rcpt(r))
+    if not any(v.code // 100 == 2 for v in s.rcpt.values()) and not msg.force:
+        return True
     try:
-        s.connect = Reply(*c.connect("127.0.0.1", port))
-        s.ehlo = Reply(*c.ehlo("client.example.test"))
-        s.mail = Reply(*c.mail(msg.mail_from))
-        if s.mail.code // 100 != 2 and not msg.force:
-            return s
-        for r in msg.rcpts:
-            s.rcpt[r] = Reply(*c.rcpt(r))
-        if not any(v.code // 100 == 2 for v in s.rcpt.values()) and not msg.force:
-            return s
-        try:
-            s.data = Reply(*c.data(msg.raw()))
-        except smtplib.SMTPDataError as e:
-            s.data = Reply(e.smtp_code, e.smtp_error)
+        s.data = c.reply(c.data(msg.raw()))
+    except smtplib.SMTPDataError as e:
+        s.data = Reply(e.smtp_code, e.smtp_error, c.raw)
+    return True
+
+
+def smtp_session(port, msgs):
+    """Sends msgs one after the other on ONE SMTP connection; returns a Sent per message."""
+    sents = [Sent(m) for m in msgs]
+    c = RecSMTP(timeout=120)
+    cur = sents[0]
+    try:
+        greeting = c.reply(c.connect("127.0.0.1", port))
+        for s in sents:
+            s.connect = greeting
+        ehlo = c.reply(c.ehlo("client.example.test"))
+        for s in sents:
+            s.ehlo = ehlo
+        for i, s in enumerate(sents):
+            cur = s
+            if i:
+                c.rset()
+            _transaction(c, s)
         try:
             c.quit()
         except smtplib.SMTPException:
             pass
     except (smtplib.SMTPException, OSError) as e:
-        s.error = "%s: %s" % (type(e).__name__, e)
+        cur.error = "%s: %s" % (type(e).__name__, e)
     finally:
         c.close()
-    return s
+    return sents
+
+
+def smtp_send(port, msg):
+    return smtp_session(port, [msg])[0]
 
 
 # ------------------------------------------------------------------------------------------
 # scenario model
 
 class Case:
-    """messages: list of Msg; check(ctx) runs assertions through ctx.expect()."""
+    """messages: list of Msg; check(ctx) runs assertions through ctx.expect().
 
-    def __init__(self, name, messages, check):
+    one_connection: send all messages on one SMTP connection (default: one each).
+    driver: driver(run) sends the messages itself (see Run) and returns the Sent list in
+    the order of `messages`; for cases that stop or restart the milter meanwhile."""
+
+    def __init__(self, name, messages, check, one_connection=False, driver=None):
         self.name = name
         self.messages = messages
         self.check = check
+        self.one_connection = one_connection
+        self.driver = driver
+
+
+class Run:
+    """What a case driver gets: the MTA port, the Milter (stop/kill/start), the MTA, and
+    `notes` (a dict handed to the check as ctx.notes)."""
+
+    def __init__(self, port, milter, mta):
+        self.port = port
+        self.milter = milter
+        self.mta = mta
+        self.notes = {}
+
+    def send(self, msg):
+        return smtp_send(self.port, msg)
 
 
 class Scenario:
@@ -176,6 +256,7 @@ class Ctx:
         self.case = case
         self.sent = sent                # list of Sent, same order as case.messages
         self.settled = settled
+        self.notes = {}
         tokens = {s.spec.token for s in sent}
         self.delivered = [m for m in mta.deliveries() if m.header("X-Conformance-Run") in tokens]
         self.held = [m for m in mta.held() if m.header("X-Conformance-Run") in tokens]
@@ -236,6 +317,19 @@ class Milter:
                 self.spec, MILTER_TIMEOUT, M.tail(self.log)))
         return time.monotonic() - t0
 
+    def kill(self):
+        """SIGKILL to the milter's process group (a crash, no clean shutdown)."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def log_text(self):
+        try:
+            with open(self.log, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
     def stop(self):
         if self.proc and self.proc.poll() is None:
             try:
@@ -286,16 +380,28 @@ def run_scenario(args, report, scenario, mta_name, timings):
             if args.k and not any(k in "%s/%s" % (scenario.name, case.name) for k in args.k):
                 continue
             t0 = time.monotonic()
-            sent = []
             for msg in case.messages:
                 msg.token = "%s-%s" % (case.name, uuid.uuid4().hex[:12])
-                sent.append(smtp_send(mta_port, msg))
+            run = Run(mta_port, milter, mta)
+            run.case_messages = case.messages
+            if case.driver:
+                try:
+                    sent = case.driver(run)
+                except Exception:  # noqa: BLE001
+                    report.check(mta_name, "%s/%s: driver ran" % (scenario.name, case.name),
+                                 False, traceback.format_exc().strip())
+                    continue
+            elif case.one_connection:
+                sent = smtp_session(mta_port, case.messages)
+            else:
+                sent = [smtp_send(mta_port, msg) for msg in case.messages]
             if args.verbose:
                 for x in sent:
                     print("     %s %s/%s: %s" % (mta_name, scenario.name, case.name, x.summary()),
                           flush=True)
             settled = M.wait_for(lambda: not mta.busy(), SETTLE_TIMEOUT)
             ctx = Ctx(report, mta, scenario, case, sent, settled)
+            ctx.notes = run.notes
             if not settled:
                 ctx.expect("queue settled within %ds" % SETTLE_TIMEOUT, False, ctx.log_tail())
             try:
@@ -480,12 +586,434 @@ def conformance_cases():
     ]
 
 
+# ------------------------------------------------------------------------------------------
+# helpers for header checks
+
+def raw_fields(m):
+    """The delivered header block as a list of (name, raw bytes of the whole field, LF line
+    ends, continuation lines included)."""
+    out = []
+    for line in m.head_raw.split(b"\n"):
+        if line[:1] in (b" ", b"\t") and out:
+            out[-1] = (out[-1][0], out[-1][1] + b"\n" + line)
+        elif line and not line.startswith(b"From "):
+            out.append((line.split(b":", 1)[0].decode(errors="replace"), line))
+    return out
+
+
+def raw_field(m, name):
+    return [raw for n, raw in raw_fields(m) if n.lower() == name.lower()]
+
+
+def value_of(raw):
+    """Value of a raw field: after the colon and one space."""
+    v = raw.split(b":", 1)[1]
+    return v[1:] if v[:1] == b" " else v
+
+
+def one_copy(ctx, s, what="message"):
+    """The single delivered copy of s (checked), or None."""
+    copies = ctx.delivered_for(s)
+    ctx.expect("%s delivered once" % what, len(copies) == 1,
+               "%d copies; %s\n%s" % (len(copies), s.summary(), ctx.log_tail(8)))
+    return copies[0] if len(copies) == 1 else None
+
+
+def names_values(m):
+    return [(n, value_of(raw).decode(errors="replace")) for n, raw in raw_fields(m)]
+
+
+# what Msg.headers() always sends, in this order
+CLIENT_HEADERS = ["From", "To", "Subject", "Date", "Message-ID", "X-Conformance-Run"]
+
+
+# ------------------------------------------------------------------------------------------
+# e2e_scenarios: insert-headers
+
+def check_insert_headers(ctx):
+    s = ctx.sent[0]
+    expect_reply(ctx, "message accepted at end of DATA", s.data, klass=2)
+    m = one_copy(ctx, s)
+    if m is None:
+        return
+    names = [n for n, _ in raw_fields(m)]
+    shown = "order %s" % names
+    recv = [i for i, n in enumerate(names) if n == "Received"]
+    ctx.expect("the MTA adds exactly one Received header", len(recv) == 1, shown)
+    ctx.expect("X-Top (Top) is the first header, above the MTA's own Received",
+               names[:2] == ["X-Top", "Received"], shown)
+    if "Subject" in names:
+        i = names.index("Subject")
+        ctx.expect("X-Before-Subject (Before(Subject)) is directly above Subject",
+                   i > 0 and names[i - 1] == "X-Before-Subject", shown)
+        ctx.expect("X-After-Subject (After(Subject)) is directly below Subject",
+                   i + 1 < len(names) and names[i + 1] == "X-After-Subject", shown)
+    ctx.expect("X-End (End) is the last header", names[-1:] == ["X-End"], shown)
+    want = ["X-Top", "Received", "From", "To", "X-Before-Subject", "Subject",
+            "X-After-Subject", "Date", "Message-ID", "X-Conformance-Run", "X-End"]
+    ctx.expect("whole order: %s" % " ".join(want), names == want, shown)
+    ctx.expect("inserted values are '1'",
+               all(m.headers(n) == ["1"] for n in ("X-Top", "X-Before-Subject",
+                                                    "X-After-Subject", "X-End")),
+               repr([(n, m.headers(n)) for n in ("X-Top", "X-Before-Subject",
+                                                 "X-After-Subject", "X-End")]))
+
+
+# ------------------------------------------------------------------------------------------
+# e2e_scenarios: second-header
+
+SECOND_HEADER_EXTRA = [("X-Dup", "one"), ("X-Dup", "two"),
+                       ("X-Del", "one"), ("X-Del", "two"),
+                       ("X-Multi", "one"), ("X-Multi", "two"), ("X-Multi", "three"),
+                       ("X-Mark", "original")]
+
+
+def check_second_header(ctx):
+    s = ctx.sent[0]
+    expect_reply(ctx, "message accepted at end of DATA", s.data, klass=2)
+    m = one_copy(ctx, s)
+    if m is None:
+        return
+    nv = names_values(m)
+    x = [(n, v) for n, v in nv if n.startswith("X-") and n != "X-Conformance-Run"]
+    shown = "X- headers %s" % x
+    ctx.expect("second X-Dup changed in place: X-Dup one, changed",
+               [v for n, v in x if n == "X-Dup"] == ["one", "changed"], shown)
+    ctx.expect("second X-Del deleted: X-Del one",
+               [v for n, v in x if n == "X-Del"] == ["one"], shown)
+    ctx.expect("X-Multi: first deleted and third changed in one message: two, changed",
+               [v for n, v in x if n == "X-Multi"] == ["two", "changed"], shown)
+    ctx.expect("X-Mark: header of the same name inserted Before(original), original changed: "
+               "inserted, changed", [v for n, v in x if n == "X-Mark"] == ["inserted", "changed"],
+               shown)
+    want = [("X-Dup", "one"), ("X-Dup", "changed"), ("X-Del", "one"),
+            ("X-Multi", "two"), ("X-Multi", "changed"),
+            ("X-Mark", "inserted"), ("X-Mark", "changed")]
+    ctx.expect("client X- headers in order: %s" % want, x == want, shown)
+    ctx.expect("other headers untouched: %s" % CLIENT_HEADERS,
+               [n for n, _ in nv if n in CLIENT_HEADERS] == CLIENT_HEADERS,
+               "names %s" % [n for n, _ in nv])
+
+
+# ------------------------------------------------------------------------------------------
+# e2e_scenarios: folded-nonascii
+
+FOLDED = "first line\r\n\tsecond line\r\n  third line"
+UTF8 = "Grüße aus Köln ☃"
+
+
+def check_folded_nonascii(ctx):
+    s = ctx.sent[0]
+    expect_reply(ctx, "message accepted at end of DATA", s.data, klass=2)
+    m = one_copy(ctx, s)
+    if m is None:
+        return
+    folded_lf = FOLDED.replace("\r\n", "\n").encode()
+    utf8 = UTF8.encode()
+
+    def exact(what, name, want):
+        got = raw_field(m, name)
+        ctx.expect(what, got == [name.encode() + b": " + want],
+                   "got %r, want %r" % (got, [name.encode() + b": " + want]))
+
+    exact("filter received the folded value joined by LF + original whitespace "
+          "(X-Seen-Folded-Escaped)", "X-Seen-Folded-Escaped",
+          b"first line\\n\\tsecond line\\n  third line")
+    exact("folded value re-added by the filter arrives folded as received (X-Seen-Folded)",
+          "X-Seen-Folded", folded_lf)
+    exact("client's folded X-Folded delivered unchanged", "X-Folded", folded_lf)
+    exact("filter received the UTF-8 value byte for byte (X-Seen-Utf8-Escaped)",
+          "X-Seen-Utf8-Escaped", utf8.decode("latin-1").encode("ascii", "backslashreplace")
+          .replace(b"\\x", b"\\x"))
+    exact("filter saw valid UTF-8 (X-Seen-Utf8-Valid: yes)", "X-Seen-Utf8-Valid", b"yes")
+    exact("UTF-8 value re-added by the filter delivered as UTF-8 bytes (X-Seen-Utf8)",
+          "X-Seen-Utf8", utf8)
+    exact("client's UTF-8 X-Utf8 delivered unchanged", "X-Utf8", utf8)
+    exact("filter's own folded header delivered folded (X-Own-Folded)", "X-Own-Folded",
+          b"own first line\n\town second line")
+    exact("filter's own UTF-8 header delivered as UTF-8 bytes (X-Own-Utf8)", "X-Own-Utf8", utf8)
+
+
+# ------------------------------------------------------------------------------------------
+# e2e_scenarios: multiline-reply
+
+def expect_two_line_reply(ctx, what, reply, exact):
+    if reply is None:
+        ctx.expect(what, False, "no reply")
+        return
+    lines = reply.raw
+    ctx.expect("%s: 550, two lines, first '550-', last '550 '" % what,
+               reply.code == 550 and len(lines) == 2 and lines[0].startswith("550-")
+               and lines[1].startswith("550 "), "lines %r" % lines)
+    joined = "\n".join(lines)
+    ctx.expect("%s: '%%' arrives once, not doubled" % what,
+               joined.count("%") == 1 and "100%" in joined, "lines %r" % lines)
+    ctx.expect("%s: both texts intact ('first line 100%%' then 'second line')" % what,
+               len(lines) == 2 and lines[0].endswith("first line 100%")
+               and lines[1].endswith("second line"), "lines %r" % lines)
+    ctx.expect("%s: exactly %r" % (what, exact), lines == exact, "lines %r" % lines)
+
+
+MULTILINE_EXACT = {
+    "postfix": {"mail": ["550-5.7.1 first line 100%", "550 5.7.1 second line"],
+                "eom": ["550-5.7.1 first line 100%", "550 5.7.1 second line"]},
+    # Sendmail puts the sender address into the first line of a reply at MAIL
+    "sendmail": {"mail": ["550-5.7.1 <multiline-mail@example.com>... first line 100%",
+                          "550 5.7.1 second line"],
+                 "eom": ["550-5.7.1 first line 100%", "550 5.7.1 second line"]},
+}
+
+
+def check_multiline_mail(ctx):
+    s = ctx.sent[0]
+    expect_two_line_reply(ctx, "MAIL reply", s.mail, MULTILINE_EXACT[ctx.name]["mail"])
+    ctx.expect("nothing delivered", not ctx.delivered, repr(ctx.delivered))
+
+
+def check_multiline_eom(ctx):
+    s = ctx.sent[0]
+    expect_reply(ctx, "MAIL accepted", s.mail, klass=2)
+    expect_two_line_reply(ctx, "end-of-DATA reply", s.data, MULTILINE_EXACT[ctx.name]["eom"])
+    ctx.expect("nothing delivered", not ctx.delivered, repr(ctx.delivered))
+
+
+# ------------------------------------------------------------------------------------------
+# e2e_scenarios: connect-reject
+
+CONNECT_REJECT_EXACT = {
+    # (greeting, EHLO code, MAIL reply), as observed (NOTES.md): both refuse at the greeting,
+    # still accept EHLO, and refuse MAIL; only Postfix passes the filter's text on.
+    "postfix": ("554 e2e-postfix.example.test ESMTP not accepting connections", 250,
+                "554 5.7.1 rejected at connect by e2e filter"),
+    "sendmail": ("554 e2e.example.test ESMTP not accepting messages", 250,
+                 "550 5.0.0 Command rejected"),
+}
+
+
+def check_connect_reject(ctx):
+    s = ctx.sent[0]
+    ctx.notes["replies"] = s.summary()
+    ctx.expect("nothing delivered", not ctx.delivered, repr(ctx.delivered))
+    refused = [r for r in (s.connect, s.ehlo, s.mail) if r is not None and r.code // 100 == 5]
+    ctx.expect("the client is refused at the greeting, EHLO or MAIL (5xx)", refused,
+               s.summary())
+    ctx.expect("DATA never accepted", s.data is None or s.data.code // 100 != 2, s.summary())
+    want = CONNECT_REJECT_EXACT[ctx.name]
+    got = (s.connect.line() if s.connect else None, s.ehlo.code if s.ehlo else None,
+           s.mail.line() if s.mail else None)
+    ctx.expect("greeting / EHLO / MAIL exactly %r" % (want,), got == want, repr(got))
+
+
+# ------------------------------------------------------------------------------------------
+# e2e_scenarios: panic
+
+PANIC_TEMPFAIL = {"postfix": "451 4.7.1 Service unavailable - try again later",
+                  "sendmail": "451 4.3.2 Please try again later"}
+
+
+def check_panic(ctx):
+    first, second = ctx.sent
+    ctx.expect("both messages went over one SMTP connection",
+               first.connect is second.connect and first.connect is not None, "")
+    expect_reply(ctx, "message 1 (subject 'panic'): tempfail at end of DATA", first.data,
+                 exact=PANIC_TEMPFAIL[ctx.name])
+    expect_reply(ctx, "message 2 on the same connection: MAIL accepted", second.mail, klass=2)
+    expect_reply(ctx, "message 2: accepted at end of DATA", second.data, klass=2)
+    ctx.expect("message 1 not delivered", not ctx.delivered_for(first),
+               repr(ctx.delivered_for(first)))
+    one_copy(ctx, second, "message 2")
+    log = ctx.notes.get("milter_log") or ""
+    ctx.expect("milter logged the panic", "filter panicked" in log, log[-600:])
+
+
+def drive_panic(run):
+    sent = smtp_session(run.port, [m for m in run.case_messages])
+    run.notes["milter_log"] = run.milter.log_text()
+    return sent
+
+
+# ------------------------------------------------------------------------------------------
+# e2e_scenarios: slow (milter killed mid-message)
+
+# milter_default_action = tempfail (Postfix) / F=T (Sendmail): the MTAs' plain tempfail texts
+SLOW_KILLED_EXACT = PANIC_TEMPFAIL
+SLOW_DOWN_EXACT = PANIC_TEMPFAIL
+
+
+def drive_slow(run):
+    import threading
+    slow_msg, down_msg, after_msg = run.case_messages
+    box = {}
+    t0 = time.monotonic()
+    th = threading.Thread(target=lambda: box.update(sent=smtp_send(run.port, slow_msg)))
+    th.start()
+    sleeping = M.wait_for(lambda: "slow: sleeping" in run.milter.log_text(), 20)
+    run.notes["reached_eom"] = bool(sleeping)
+    t_kill = time.monotonic()
+    run.milter.kill()
+    th.join(120)
+    run.notes["reply_after_kill"] = time.monotonic() - t_kill
+    run.notes["slow_total"] = time.monotonic() - t0
+    first = box.get("sent") or Sent(slow_msg)
+    down = smtp_send(run.port, down_msg)          # milter down
+    run.notes["restart"] = run.milter.start()
+    after = smtp_send(run.port, after_msg)        # milter back
+    return [first, down, after]
+
+
+def check_slow(ctx):
+    first, down, after = ctx.sent
+    n = ctx.notes
+    ctx.expect("the filter was sleeping at end of message when killed", n.get("reached_eom"),
+               "no 'slow: sleeping' in the milter log")
+    ctx.expect("the client got the end-of-DATA reply within 10 s of the kill (not after the "
+               "30 s sleep)", n.get("reply_after_kill", 99) < 10,
+               "%.1f s" % n.get("reply_after_kill", -1))
+    expect_reply(ctx, "killed mid-message: temporary failure at end of DATA", first.data, klass=4)
+    if SLOW_KILLED_EXACT[ctx.name] and first.data:
+        expect_reply(ctx, "killed mid-message: exactly", first.data,
+                     exact=SLOW_KILLED_EXACT[ctx.name])
+    ctx.expect("killed mid-message: nothing delivered or held (the client keeps the message)",
+               not ctx.delivered_for(first) and not ctx.held_for(first),
+               "delivered %r held %r" % (ctx.delivered_for(first), ctx.held_for(first)))
+    ctx.expect("killed mid-message: nothing left in the MTA queue", not queued(ctx, first),
+               repr(queued(ctx, first)))
+    got4 = [r for r in [down.mail] + list(down.rcpt.values()) + [down.data]
+            if r is not None and r.code // 100 == 4]
+    ctx.expect("milter down: the MTA still answers, with a temporary failure (4xx)",
+               got4 and not down.error, down.summary())
+    if SLOW_DOWN_EXACT[ctx.name]:
+        expect_reply(ctx, "milter down: MAIL reply exactly", down.mail,
+                     exact=SLOW_DOWN_EXACT[ctx.name])
+    ctx.expect("milter down: nothing delivered", not ctx.delivered_for(down),
+               repr(ctx.delivered_for(down)))
+    expect_reply(ctx, "milter restarted: next message accepted", after.data, klass=2)
+    one_copy(ctx, after, "after the restart, the message")
+    ctx.notes["replies"] = "killed: %s | down: %s" % (first.summary(), down.summary())
+
+
+def queued(ctx, sent):
+    """Queue ids of sent's message still in the MTA queue (any queue)."""
+    if ctx.name == "postfix":
+        return [e for e in ctx.mta.queue() if e.get("queue_name") != "hold"
+                and sent.spec.token in json_dump(e)]
+    return [p for p in ctx.mta.queue_files("qf")]
+
+
+def json_dump(e):
+    import json
+    return json.dumps(e)
+
+
+# ------------------------------------------------------------------------------------------
+
+def scenario_cmd(name):
+    return "%s %s {socket}" % (shlex.quote(SCENARIOS_BIN), name)
+
+
+def e2e_scenarios():
+    return [
+        Scenario("insert-headers", [
+            Case("positions", [Msg("sender@example.com", ["rcpt@example.com"],
+                                   subject="insert headers")], check_insert_headers),
+        ], milter=scenario_cmd("insert-headers")),
+        Scenario("second-header", [
+            Case("change-delete", [Msg("sender@example.com", ["rcpt@example.com"],
+                                       subject="second header",
+                                       extra_headers=SECOND_HEADER_EXTRA)],
+                 check_second_header),
+        ], milter=scenario_cmd("second-header")),
+        Scenario("folded-nonascii", [
+            Case("echo", [Msg("sender@example.com", ["rcpt@example.com"], subject="folded",
+                              extra_headers=[("X-Folded", FOLDED), ("X-Utf8", UTF8)])],
+                 check_folded_nonascii),
+        ], milter=scenario_cmd("folded-nonascii")),
+        Scenario("multiline-reply", [
+            Case("at-mail", [Msg("multiline-mail@example.com", ["rcpt@example.com"])],
+                 check_multiline_mail),
+            Case("at-eom", [Msg("sender@example.com", ["rcpt@example.com"])],
+                 check_multiline_eom),
+        ], milter=scenario_cmd("multiline-reply")),
+        Scenario("connect-reject", [
+            Case("refused", [Msg("sender@example.com", ["rcpt@example.com"], force=True)],
+                 check_connect_reject),
+        ], milter=scenario_cmd("connect-reject")),
+        Scenario("panic", [
+            Case("two-on-one-connection",
+                 [Msg("sender@example.com", ["rcpt@example.com"], subject="panic"),
+                  Msg("sender@example.com", ["rcpt@example.com"], subject="after panic")],
+                 check_panic, driver=drive_panic),
+        ], milter=scenario_cmd("panic")),
+        Scenario("slow", [
+            Case("killed-mid-message",
+                 [Msg("sender@example.com", ["rcpt@example.com"], subject="slow"),
+                  Msg("sender@example.com", ["rcpt@example.com"], subject="milter down"),
+                  Msg("sender@example.com", ["rcpt@example.com"], subject="after restart")],
+                 check_slow, driver=drive_slow),
+        ], milter=scenario_cmd("slow")),
+    ]
+
+
 def scenarios(args):
     unix_cases = [c for c in conformance_cases() if c.name in ("mail-reject", "edits")]
-    return [
+    out = [
         Scenario("conformance", conformance_cases()),
         Scenario("conformance-unix", unix_cases, socket="unix"),
     ]
+    if not args.validate:
+        out += e2e_scenarios()
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# miltertest (OpenDKIM's MTA simulator) against the conformance filter
+
+MILTERTEST_LUA = os.path.join(HERE, "conformance.lua")
+
+
+def run_miltertest(args, report, timings):
+    """Runs conformance.lua with miltertest against the conformance filter; every
+    `CHECK ok|FAIL what` line it prints becomes one report line."""
+    name = "miltertest"
+    exe = shutil.which("miltertest")
+    if not exe:
+        report.check(name, "conformance.lua: miltertest installed", False,
+                     "no miltertest binary (Debian package miltertest)")
+        return
+    spec = "inet:%d@127.0.0.1" % free_port()
+    milter = Milter(args.milter_cmd, spec, args.work, "miltertest")
+    t0 = time.monotonic()
+    try:
+        try:
+            milter.start()
+        except Exception as e:  # noqa: BLE001
+            report.check(name, "conformance.lua: setup (milter %s)" % spec, False, str(e).strip())
+            return
+        try:
+            r = subprocess.run([exe, "-s", MILTERTEST_LUA, "-D", "socket=" + spec],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+            out, rc = r.stdout.decode(errors="replace"), r.returncode
+        except subprocess.TimeoutExpired as e:
+            out, rc = (e.stdout or b"").decode(errors="replace"), "timeout"
+    finally:
+        milter.stop()
+    checks = 0
+    other = []
+    for line in out.splitlines():
+        if line.startswith("CHECK ok "):
+            checks += 1
+            report.check(name, "conformance.lua: " + line[len("CHECK ok "):], True)
+        elif line.startswith("CHECK FAIL "):
+            checks += 1
+            what, _, details = line[len("CHECK FAIL "):].partition(" (")
+            report.check(name, "conformance.lua: " + what, False, details.rstrip(")"))
+        else:
+            other.append(line)
+    report.check(name, "conformance.lua: script ran to the end (exit status 0)",
+                 rc == 0 and checks > 0,
+                 "exit %s after %d checks; other output: %s; milter log: %s" % (
+                     rc, checks, " | ".join(other)[-400:], M.tail(milter.log, 5).strip()))
+    timings["miltertest"] = time.monotonic() - t0
 
 
 # ------------------------------------------------------------------------------------------
@@ -506,17 +1034,20 @@ def main():
     args = ap.parse_args()
     if args.validate:
         args.milter_cmd = REFMILTER
-    if not args.validate and args.milter_cmd == DEFAULT_MILTER:
-        exe = DEFAULT_MILTER.split()[0]
-        if not os.access(exe, os.X_OK):
-            print("e2e: %s not found; build it first: cargo build --release --example conformance"
-                  " (or run with --validate for the Python reference milter)" % exe,
-                  file=sys.stderr)
+    if not args.validate:
+        for exe in ([shlex.split(DEFAULT_MILTER)[0]] if args.milter_cmd == DEFAULT_MILTER
+                    else []) + [SCENARIOS_BIN]:
+            if not os.access(exe, os.X_OK):
+                print("e2e: %s not found; build it first: cargo build --release --examples"
+                      " (or run with --validate for the Python reference milter)" % exe,
+                      file=sys.stderr)
     os.makedirs(os.path.join(args.work, "pids"), exist_ok=True)
     report = Report()
     timings = {}
     t0 = time.monotonic()
     print("e2e: milter command: %s" % args.milter_cmd, flush=True)
+    if not args.k or any(k in "miltertest" for k in args.k):
+        run_miltertest(args, report, timings)
     for mta_name in args.mta or ["postfix", "sendmail"]:
         for sc in scenarios(args):
             if args.k and not any(k in sc.name or any(k in "%s/%s" % (sc.name, c.name)

@@ -24,8 +24,8 @@ use crate::proto::{
     negotiate,
 };
 use crate::session::{
-    ConnectionData, EditQueue, Error, Event, Filter, Finished, Mailbox, Phase, Session,
-    SharedMailbox, Verdict, lock,
+    ConnectionData, EditQueue, Error, Event, Filter, Finished, HeaderLayout, Mailbox, Phase,
+    Session, SharedMailbox, Verdict, lock,
 };
 
 type CallOutput = Result<(Result<Verdict, Error>, Finished), Box<dyn Any + Send>>;
@@ -61,6 +61,7 @@ where
         message_no: 0,
         in_transaction: false,
         queue_id: None,
+        postfix: false,
     };
     info!("connection {id}: opened");
     let result = driver.run().await;
@@ -90,6 +91,9 @@ struct Driver<S, F: ?Sized> {
     in_transaction: bool,
     /// The MTA's queue id (macro `i`) for log lines, once sent.
     queue_id: Option<String>,
+    /// The MTA has shown itself to be Postfix (macros before a header or body chunk, which
+    /// Sendmail never sends); decides how header positions are numbered.
+    postfix: bool,
 }
 
 /// How waiting for the filter ended.
@@ -152,7 +156,10 @@ where
                         Arc::make_mut(conn).reset();
                     }
                 }
-                Command::Macro(_) => {
+                Command::Macro(macros) => {
+                    if matches!(macros.command(), b'L' | b'B') {
+                        self.postfix = true;
+                    }
                     if let Some(event) = Event::from_command(&command, &frame) {
                         self.on_macro(event).await;
                     }
@@ -476,9 +483,10 @@ where
             Answer::Skip => Response::Skip.encode(&mut self.out)?,
             Answer::Verdict(verdict) => verdict.encode(&mut self.out),
             Answer::EditsThen(verdict) => {
+                let layout = self.header_layout();
                 if let Some(edits) = &self.edits {
                     let start = self.out.len();
-                    if let Err(error) = edits.encode(&mut self.out) {
+                    if let Err(error) = edits.encode(&mut self.out, layout) {
                         error!("connection {}: cannot send edits: {error}", self.id);
                         self.out.truncate(start);
                         Response::Tempfail.encode(&mut self.out)?;
@@ -489,6 +497,28 @@ where
             }
         }
         Ok(())
+    }
+
+    /// How this MTA numbers header positions: Postfix when it has sent macros before a
+    /// header or body chunk (Sendmail never does), or its connect macro `v` names it;
+    /// Sendmail when it sent connect macros otherwise (both MTAs do by default); plain
+    /// (libmilter's documentation read literally) for a peer that sent none, such as
+    /// miltertest.
+    fn header_layout(&self) -> HeaderLayout {
+        let Some(conn) = self.conn.as_ref() else {
+            return HeaderLayout::Plain;
+        };
+        let named_postfix = conn
+            .macros
+            .get_in(MacroStage::Connect, "v")
+            .is_some_and(|v| v.starts_with(b"Postfix"));
+        if self.postfix || named_postfix {
+            HeaderLayout::Postfix
+        } else if conn.macros.pairs(MacroStage::Connect).next().is_some() {
+            HeaderLayout::Sendmail
+        } else {
+            HeaderLayout::Plain
+        }
     }
 
     // ===== I/O =====

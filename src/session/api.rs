@@ -228,7 +228,8 @@ impl Session {
 
     // ===== edits =====
 
-    /// Adds a header below the existing ones.
+    /// Adds a header below every header, on both MTAs (Sendmail's own ADDHEADER would put
+    /// it above an existing header of the same name; the library sends what appends).
     pub fn add_header(
         &mut self,
         name: impl AsRef<[u8]>,
@@ -238,20 +239,27 @@ impl Session {
     }
 
     /// Inserts a header at a position relative to the headers the filter was shown.
+    ///
+    /// The same on Postfix and Sendmail: [`HeaderPosition::Top`] is above every header,
+    /// the MTA's own `Received:` included; `Before`/`After` are just above/below that
+    /// header; [`HeaderPosition::End`] is below every header. Sendmail placement assumes a
+    /// `sendmail.cf` built from the stock cf.m4 (its nine header templates). The MTA is told
+    /// apart by Postfix's habit of sending macros before every header and body chunk; a peer
+    /// that sends no connect macros at all (miltertest) gets the plain libmilter numbering.
     pub fn insert_header(
         &mut self,
         at: HeaderPosition,
         name: impl AsRef<[u8]>,
         value: impl AsRef<[u8]>,
     ) -> Result<(), Error> {
-        let index = match at {
+        let before = match at {
             HeaderPosition::End => return self.add_header(name, value),
-            HeaderPosition::Top => 0,
-            HeaderPosition::Before(handle) => self.check_handle(handle)?.position,
-            HeaderPosition::After(handle) => self.check_handle(handle)?.position + 1,
+            HeaderPosition::Top => None,
+            HeaderPosition::Before(handle) => Some(self.check_handle(handle)?.position),
+            HeaderPosition::After(handle) => Some(self.check_handle(handle)?.position + 1),
         };
         self.edits
-            .insert_header(index, name.as_ref(), value.as_ref())
+            .insert_header(before, name.as_ref(), value.as_ref())
     }
 
     /// Replaces a header's value.
@@ -282,7 +290,7 @@ impl Session {
             .map(|h| h.name.clone())
             .ok_or(Error::StaleHandle)?;
         self.edits
-            .change_header(handle.name_index, name.as_bytes(), value)
+            .change_header(handle.name_index, handle.position, name.as_bytes(), value)
     }
 
     fn check_handle(&self, handle: HeaderHandle) -> Result<HeaderHandle, Error> {

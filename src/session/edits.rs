@@ -3,8 +3,12 @@
 //! Flush order (one write, before the verdict): sender change; recipient removals, then
 //! additions; header inserts (highest position first, so earlier inserts do not shift later
 //! ones); header changes and deletions (highest per-name index first, so a deletion does not
-//! shift the index of another change on either MTA); header additions in queue order; the
-//! replacement body as one unbroken run of chunks; quarantine.
+//! shift the index of another change on either MTA; each index raised by the inserts of the
+//! same name placed above the target, which both MTAs count); header additions in queue
+//! order; the replacement body as one unbroken run of chunks; quarantine.
+//!
+//! Header positions are sent as the MTA counts them (see [`HeaderLayout`]), so that
+//! [`HeaderPosition`] gives the same visible result on Postfix and Sendmail.
 
 use super::error::Error;
 use super::text::Text;
@@ -36,10 +40,11 @@ impl HeaderHandle {
     }
 }
 
-/// Where to insert a header.
+/// Where to insert a header. Verified on Postfix 3.7 and Sendmail 8.17 (`scripts/e2e`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HeaderPosition {
-    /// Above every header.
+    /// Above every header, the MTA's own `Received:` included (where DKIM signatures and
+    /// `Authentication-Results:` go).
     Top,
     /// Below every header (the same as adding one).
     End,
@@ -48,6 +53,48 @@ pub enum HeaderPosition {
     /// Just below this header.
     After(HeaderHandle),
 }
+
+/// INSHEADER index that appends on both MTAs (Sendmail reads the index as a signed int:
+/// `u32::MAX` would be -1, the top).
+pub(crate) const END_INDEX: u32 = 0x7fff_fffe;
+
+/// How the MTA numbers INSHEADER positions (found out with `scripts/e2e`, NOTES.md
+/// "Header positions").
+///
+/// Both MTAs count headers the filter never sees above the first one it saw; index 0 is the
+/// top of the header block on both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HeaderLayout {
+    /// Index `n` puts the header below the first `n` headers, Postfix's own `Received:`
+    /// counted as the first: just above the filter's header `p` is `p + 1`. ADDHEADER appends.
+    Postfix,
+    /// Index `n` puts the header below entry `n` (0-based) of Sendmail's header list, which
+    /// starts with the nine header templates of a stock `sendmail.cf` (`Return-Path`,
+    /// `Received`, `Resent-Date`, `Date`, `Resent-From`, `From`, `Full-Name`,
+    /// `Resent-Message-Id`, `Message-Id`; those the message does not use stay invisible):
+    /// just above the filter's header `p` is `p + 8`. ADDHEADER puts a header whose name is
+    /// already present above the first of that name, so the end is reached with INSHEADER.
+    Sendmail,
+    /// An MTA that is neither (a test harness such as miltertest, which sends no macros of
+    /// its own): the libmilter documentation read literally, no hidden headers: just above
+    /// the filter's header `p` is `p`; ADDHEADER appends.
+    Plain,
+}
+
+impl HeaderLayout {
+    /// The index that inserts just above the filter's header at `position`.
+    fn before_seen(self, position: u32) -> u32 {
+        let base = match self {
+            Self::Postfix => 1,
+            Self::Sendmail => SENDMAIL_TEMPLATES - 1,
+            Self::Plain => 0,
+        };
+        position.saturating_add(base).min(END_INDEX)
+    }
+}
+
+/// Header templates (`H` lines) in a `sendmail.cf` built from cf.m4 (proto.m4).
+const SENDMAIL_TEMPLATES: u32 = 9;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Edit {
@@ -60,14 +107,18 @@ enum Edit {
         rcpt: Text,
         args: Option<Text>,
     },
-    /// `index` is 0-based among the headers the filter saw; the queue position breaks ties.
+    /// `before`: the 0-based position (among the headers the filter saw) of the header the
+    /// new one goes above; `None`: the very top. The queue position breaks ties.
     InsertHeader {
-        index: u32,
+        before: Option<u32>,
         name: Text,
         value: Text,
     },
+    /// `index`: 1-based among the seen headers called `name`; `position`: 0-based among all
+    /// seen headers.
     ChangeHeader {
         index: u32,
+        position: u32,
         name: Text,
         value: Text,
     },
@@ -124,27 +175,58 @@ impl EditQueue {
         self.push(Edit::AddHeader { name, value })
     }
 
+    /// Inserts above the seen header at position `before` (`None`: at the very top).
     pub(crate) fn insert_header(
         &mut self,
-        index: u32,
+        before: Option<u32>,
         name: &[u8],
         value: &[u8],
     ) -> Result<(), Error> {
         self.require(Actions::ADD_HEADERS)?;
         let (name, value) = (header_name(name)?, header_value(value)?);
-        self.push(Edit::InsertHeader { index, name, value })
+        self.push(Edit::InsertHeader {
+            before,
+            name,
+            value,
+        })
     }
 
-    /// Changes (or with an empty value deletes) the `index`-th header called `name`.
+    /// Changes (or with an empty value deletes) the `index`-th header called `name`, the
+    /// seen header at `position`.
     pub(crate) fn change_header(
         &mut self,
         index: u32,
+        position: u32,
         name: &[u8],
         value: &[u8],
     ) -> Result<(), Error> {
         self.require(Actions::CHANGE_HEADERS)?;
         let (name, value) = (header_name(name)?, header_value(value)?);
-        self.push(Edit::ChangeHeader { index, name, value })
+        self.push(Edit::ChangeHeader {
+            index,
+            position,
+            name,
+            value,
+        })
+    }
+
+    /// How many inserted headers called `name` land above the seen header at `position`
+    /// (both MTAs count them in CHGHEADER indexes).
+    fn inserted_above(&self, name: &Text, position: u32) -> u32 {
+        let count = self
+            .edits
+            .iter()
+            .filter(|edit| match edit {
+                Edit::InsertHeader {
+                    before, name: n, ..
+                } => {
+                    n.as_bytes().eq_ignore_ascii_case(name.as_bytes())
+                        && before.is_none_or(|b| b <= position)
+                }
+                _ => false,
+            })
+            .count();
+        u32::try_from(count).unwrap_or(u32::MAX)
     }
 
     pub(crate) fn change_from(&mut self, sender: &[u8], args: Option<&[u8]>) -> Result<(), Error> {
@@ -199,19 +281,27 @@ impl EditQueue {
         Ok(())
     }
 
-    /// Appends every queued edit, in flush order, to `dst`.
-    pub(crate) fn encode(&self, dst: &mut Vec<u8>) -> Result<(), EncodeError> {
+    /// Appends every queued edit, in flush order, to `dst`, with header positions as the
+    /// MTA of `layout` counts them.
+    pub(crate) fn encode(
+        &self,
+        dst: &mut Vec<u8>,
+        layout: HeaderLayout,
+    ) -> Result<(), EncodeError> {
         fn w(t: &Text) -> WireStr<'_> {
             WireStr::new(t.as_bytes())
         }
         fn opt(t: Option<&Text>) -> Option<WireStr<'_>> {
             t.map(w)
         }
+        let insert_index = |before: Option<u32>| before.map_or(0, |p| layout.before_seen(p));
         let mut ordered: Vec<(usize, &Edit)> = self.edits.iter().enumerate().collect();
         ordered.sort_by(|(ai, a), (bi, b)| {
             rank(a).cmp(&rank(b)).then_with(|| match (a, b) {
-                (Edit::InsertHeader { index: x, .. }, Edit::InsertHeader { index: y, .. })
-                | (Edit::ChangeHeader { index: x, .. }, Edit::ChangeHeader { index: y, .. }) => {
+                (Edit::InsertHeader { before: x, .. }, Edit::InsertHeader { before: y, .. }) => {
+                    insert_index(*y).cmp(&insert_index(*x)).then(bi.cmp(ai))
+                }
+                (Edit::ChangeHeader { index: x, .. }, Edit::ChangeHeader { index: y, .. }) => {
                     y.cmp(x).then(bi.cmp(ai))
                 }
                 _ => ai.cmp(bi),
@@ -232,19 +322,35 @@ impl EditQueue {
                     rcpt: w(rcpt),
                     args: opt(args.as_ref()),
                 },
-                Edit::InsertHeader { index, name, value } => Response::InsertHeader {
-                    index: *index,
+                Edit::InsertHeader {
+                    before,
+                    name,
+                    value,
+                } => Response::InsertHeader {
+                    index: insert_index(*before),
                     name: w(name),
                     value: w(value),
                 },
-                Edit::ChangeHeader { index, name, value } => Response::ChangeHeader {
-                    index: *index,
+                Edit::ChangeHeader {
+                    index,
+                    position,
+                    name,
+                    value,
+                } => Response::ChangeHeader {
+                    index: index.saturating_add(self.inserted_above(name, *position)),
                     name: w(name),
                     value: w(value),
                 },
-                Edit::AddHeader { name, value } => Response::AddHeader {
-                    name: w(name),
-                    value: w(value),
+                Edit::AddHeader { name, value } => match layout {
+                    HeaderLayout::Postfix | HeaderLayout::Plain => Response::AddHeader {
+                        name: w(name),
+                        value: w(value),
+                    },
+                    HeaderLayout::Sendmail => Response::InsertHeader {
+                        index: END_INDEX,
+                        name: w(name),
+                        value: w(value),
+                    },
                 },
                 Edit::Quarantine(_) => continue,
             };
@@ -339,8 +445,12 @@ mod tests {
     use crate::proto::{FrameDecoder, Response};
 
     fn responses(queue: &EditQueue) -> Vec<String> {
+        responses_for(queue, HeaderLayout::Postfix)
+    }
+
+    fn responses_for(queue: &EditQueue, layout: HeaderLayout) -> Vec<String> {
         let mut wire = Vec::new();
-        queue.encode(&mut wire).unwrap();
+        queue.encode(&mut wire, layout).unwrap();
         let mut decoder = FrameDecoder::new();
         decoder.push(&wire);
         let mut out = Vec::new();
@@ -355,7 +465,7 @@ mod tests {
         let mut queue = EditQueue::new(Actions::ADD_HEADERS);
         assert!(queue.add_header(b"X-A", b"1").is_ok());
         assert!(matches!(
-            queue.change_header(1, b"Subject", b"x"),
+            queue.change_header(1, 0, b"Subject", b"x"),
             Err(Error::NotNegotiated(a)) if a == Actions::CHANGE_HEADERS
         ));
         assert!(matches!(
@@ -388,10 +498,10 @@ mod tests {
         queue.quarantine(b"held").unwrap();
         queue.add_header(b"X-Last", b"1").unwrap();
         queue.append_body(b"new").unwrap();
-        queue.change_header(1, b"Received", b"").unwrap();
-        queue.change_header(2, b"Received", b"").unwrap();
-        queue.insert_header(0, b"X-Top", b"1").unwrap();
-        queue.insert_header(3, b"X-Three", b"1").unwrap();
+        queue.change_header(1, 0, b"Received", b"").unwrap();
+        queue.change_header(2, 1, b"Received", b"").unwrap();
+        queue.insert_header(None, b"X-Top", b"1").unwrap();
+        queue.insert_header(Some(2), b"X-Three", b"1").unwrap();
         queue.add_rcpt(b"<new@example.com>", None).unwrap();
         queue.delete_rcpt(b"<old@example.com>").unwrap();
         queue
@@ -419,6 +529,112 @@ mod tests {
         let all = responses(&queue);
         assert!(all[3].contains("index: 3") && all[4].contains("index: 0"));
         assert!(all[5].contains("index: 2") && all[6].contains("index: 1"));
+    }
+
+    /// Indexes of the InsertHeader/ChangeHeader responses, by header name, in wire order.
+    fn indexes(queue: &EditQueue, layout: HeaderLayout) -> Vec<(String, String)> {
+        responses_for(queue, layout)
+            .iter()
+            .filter_map(|r| {
+                let index = r.split("index: ").nth(1)?.split(',').next()?.to_owned();
+                let name = r.split("name: \"").nth(1)?.split('"').next()?.to_owned();
+                Some((name, index))
+            })
+            .collect()
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect()
+    }
+
+    /// Positions as observed on the real MTAs (scripts/e2e.d/NOTES.md, "Header positions"):
+    /// Top is 0 on both; just above seen header p is p + 1 on Postfix (its own Received is
+    /// counted) and p + 8 on Sendmail (nine header templates head its list).
+    #[test]
+    fn insert_positions_follow_the_mta_layout() {
+        let mut queue = EditQueue::new(Actions::V6);
+        queue.insert_header(None, b"X-Top", b"1").unwrap();
+        queue.insert_header(Some(2), b"X-Before-2", b"1").unwrap();
+        queue.insert_header(Some(3), b"X-After-2", b"1").unwrap();
+        queue.insert_header(Some(0), b"X-Before-0", b"1").unwrap();
+        assert_eq!(
+            indexes(&queue, HeaderLayout::Postfix),
+            pairs(&[
+                ("X-After-2", "4"),
+                ("X-Before-2", "3"),
+                ("X-Before-0", "1"),
+                ("X-Top", "0")
+            ])
+        );
+        assert_eq!(
+            indexes(&queue, HeaderLayout::Sendmail),
+            pairs(&[
+                ("X-After-2", "11"),
+                ("X-Before-2", "10"),
+                ("X-Before-0", "8"),
+                ("X-Top", "0")
+            ])
+        );
+        assert_eq!(
+            indexes(&queue, HeaderLayout::Plain),
+            pairs(&[
+                ("X-After-2", "3"),
+                ("X-Before-2", "2"),
+                ("X-Before-0", "0"),
+                ("X-Top", "0")
+            ])
+        );
+    }
+
+    /// Two inserts at one place keep their queue order, top to bottom.
+    #[test]
+    fn inserts_at_one_place_keep_queue_order() {
+        let mut queue = EditQueue::new(Actions::V6);
+        queue.insert_header(Some(1), b"X-First", b"1").unwrap();
+        queue.insert_header(Some(1), b"X-Second", b"1").unwrap();
+        // Each lands just below the same entry, so the one sent last ends up first.
+        assert_eq!(
+            indexes(&queue, HeaderLayout::Postfix),
+            pairs(&[("X-Second", "2"), ("X-First", "2")])
+        );
+    }
+
+    /// Both MTAs count inserted headers in CHGHEADER indexes (seen on both): a header of the
+    /// same name inserted above the target raises the target's index.
+    #[test]
+    fn change_index_counts_same_name_inserts_above() {
+        let mut queue = EditQueue::new(Actions::V6);
+        // seen: 0 From, 1 X-Mark, 2 X-Mark
+        queue
+            .insert_header(Some(1), b"x-mark", b"above first")
+            .unwrap();
+        queue
+            .insert_header(Some(3), b"X-Mark", b"below second")
+            .unwrap();
+        queue.insert_header(None, b"X-Other", b"top").unwrap();
+        queue.change_header(1, 1, b"X-Mark", b"changed").unwrap();
+        queue.change_header(2, 2, b"X-Mark", b"").unwrap();
+        let changes: Vec<_> = indexes(&queue, HeaderLayout::Sendmail)
+            .into_iter()
+            .skip(3)
+            .collect();
+        assert_eq!(changes, pairs(&[("X-Mark", "3"), ("X-Mark", "2")]));
+    }
+
+    /// Adding appends on both: ADDHEADER on Postfix, INSHEADER past the end on Sendmail
+    /// (whose ADDHEADER puts a header above the first one of the same name).
+    #[test]
+    fn end_is_addheader_on_postfix_and_insheader_on_sendmail() {
+        let mut queue = EditQueue::new(Actions::V6);
+        queue.add_header(b"X-End", b"1").unwrap();
+        assert!(responses_for(&queue, HeaderLayout::Postfix)[0].starts_with("AddHeader"));
+        assert!(responses_for(&queue, HeaderLayout::Plain)[0].starts_with("AddHeader"));
+        assert_eq!(
+            indexes(&queue, HeaderLayout::Sendmail),
+            pairs(&[("X-End", &END_INDEX.to_string())])
+        );
     }
 
     #[test]

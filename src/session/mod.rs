@@ -21,7 +21,7 @@ mod verdict;
 pub(crate) use api::Finished;
 pub use api::Session;
 pub(crate) use connection_data::ConnectionData;
-pub(crate) use edits::EditQueue;
+pub(crate) use edits::{EditQueue, HeaderLayout};
 pub use edits::{HeaderHandle, HeaderPosition, MAX_QUEUED_EDITS};
 pub use error::Error;
 pub(crate) use event::Event;
