@@ -139,9 +139,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         self.state.closed
     }
 
-    /// The stream, for tests that want to look at what follows.
+    /// The stream, for tests that want to look at what follows; `None` once the session is
+    /// over (the client drops the stream when it closes the connection).
     #[must_use]
-    pub fn into_inner(self) -> S {
+    pub fn into_inner(self) -> Option<S> {
         self.io.stream
     }
 
@@ -187,9 +188,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             .macro_requests()
             .map(|(stage, names)| Ok((stage, utf8(names, "macro list")?)))
             .collect::<Result<Vec<_>, ClientError>>()?;
-        if self.io.has_buffered() {
-            return Err(ClientError::Unsolicited { response: None });
-        }
+        self.io.check_drained()?;
         let negotiated = Negotiated {
             version: options.version,
             actions: options.actions,
@@ -515,9 +514,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 Response::ReplyCode(text) => Reply::ReplyCode(reply_code(text)?),
                 _ => return Err(unexpected),
             };
-            if self.io.has_buffered() {
-                return Err(ClientError::Unsolicited { response: None });
-            }
+            self.io.check_drained()?;
             return Ok(reply);
         }
     }
@@ -574,9 +571,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                             });
                         }
                     };
-                    if self.io.has_buffered() {
-                        return Err(ClientError::Unsolicited { response: None });
-                    }
+                    self.io.check_drained()?;
                     return Ok(EndOfMessage {
                         modifications,
                         reply,

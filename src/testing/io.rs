@@ -9,9 +9,13 @@ use super::error::ClientError;
 use crate::proto::{CommandKind, Frame, FrameDecoder};
 
 /// A stream plus the decoder of the filter's packets.
+///
+/// The stream is dropped on [`close`](Self::close): `futures::io::AsyncWriteExt::close` only
+/// flushes some sockets (async-std's), so dropping is the only portable way to make the
+/// filter see end of stream, as it does when a real MTA closes the connection.
 #[derive(Debug)]
 pub(crate) struct Framed<S> {
-    pub(crate) stream: S,
+    pub(crate) stream: Option<S>,
     decoder: FrameDecoder,
     /// The last command was sent under a no-reply flag: check for stray answers before the
     /// next write.
@@ -21,7 +25,7 @@ pub(crate) struct Framed<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
     pub(crate) fn new(stream: S) -> Self {
         Self {
-            stream,
+            stream: Some(stream),
             decoder: FrameDecoder::new(),
             unanswered: false,
         }
@@ -34,7 +38,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
         command: CommandKind,
         limit: Duration,
     ) -> Result<(), ClientError> {
-        let stream = &mut self.stream;
+        let stream = self.stream.as_mut().ok_or(ClientError::SessionClosed)?;
         let write = async move {
             stream.write_all(bytes).await?;
             stream.flush().await
@@ -60,8 +64,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
                 return Ok(frame);
             }
             let left = deadline.saturating_duration_since(Instant::now());
+            let stream = self.stream.as_mut().ok_or(ClientError::SessionClosed)?;
             let mut spare = self.decoder.spare();
-            let read = self.stream.read(&mut spare);
+            let read = stream.read(&mut spare);
             let read = match async_std::future::timeout(left, read).await {
                 Ok(read) => read?,
                 Err(_) => {
@@ -82,9 +87,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
     /// buffered, or bytes that can be read without waiting. End of stream is not an error
     /// here; the next read reports it.
     pub(crate) fn check_idle(&mut self) -> Result<(), ClientError> {
-        if self.decoder.buffered() == 0 {
+        if let (0, Some(stream)) = (self.decoder.buffered(), self.stream.as_mut()) {
             let mut spare = self.decoder.spare();
-            if let Some(Ok(read)) = self.stream.read(&mut spare).now_or_never() {
+            if let Some(Ok(read)) = stream.read(&mut spare).now_or_never() {
                 spare.commit(read);
             }
         }
@@ -95,13 +100,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
         Err(ClientError::Unsolicited { response })
     }
 
-    /// Whether a whole frame (or part of one) is already buffered.
-    pub(crate) fn has_buffered(&self) -> bool {
-        self.decoder.buffered() > 0
+    /// Fails if anything is buffered after a final answer.
+    pub(crate) fn check_drained(&mut self) -> Result<(), ClientError> {
+        if self.decoder.buffered() == 0 {
+            return Ok(());
+        }
+        let response = self.decoder.decode().ok().flatten().map(|frame| frame.kind);
+        Err(ClientError::Unsolicited { response })
     }
 
-    /// Closes the write side of the stream, ignoring errors (the peer may be gone).
+    /// Flushes and closes the stream, then drops it, ignoring errors (the peer may be gone).
     pub(crate) async fn close(&mut self, limit: Duration) {
-        let _ = async_std::future::timeout(limit, self.stream.close()).await;
+        if let Some(mut stream) = self.stream.take() {
+            let _ = async_std::future::timeout(limit, stream.close()).await;
+        }
     }
 }

@@ -158,6 +158,21 @@
 //!   [`Outcome::quarantined`] (Postfix itself discards the text).
 //!
 //! Modifications are applied only when the end-of-message verdict is CONTINUE or ACCEPT.
+//!
+//! [`Client::send_message`]: crate::testing::Client::send_message
+//! [`ClientError::Timeout`]: crate::testing::ClientError::Timeout
+//! [`ClientError`]: crate::testing::ClientError
+//! [`Client`]: crate::testing::Client
+//! [`Delivered`]: crate::testing::Delivered
+//! [`HeaderField::value`]: crate::testing::HeaderField::value
+//! [`Outcome::delivered`]: crate::testing::Outcome::delivered
+//! [`Outcome::quarantined`]: crate::testing::Outcome::quarantined
+//! [`Outcome`]: crate::testing::Outcome
+//! [`Profile::hidden_received`]: crate::testing::Profile::hidden_received
+//! [`Profile::postfix`]: crate::testing::Profile::postfix
+//! [`Profile::sendmail`]: crate::testing::Profile::sendmail
+//! [`Profile::timeout`]: crate::testing::Profile::timeout
+//! [`Profile`]: crate::testing::Profile
 
 mod client;
 mod delivery;
