@@ -81,10 +81,18 @@ fn show(kind: u8, payload: &[u8]) -> String {
 }
 
 /// Starts a fake filter on one end of a socket pair; returns the client on the other end.
-fn start(profile: Profile, mut script: Script) -> (Client<UnixStream>, JoinHandle<Record>) {
+fn start(profile: Profile, script: Script) -> (Client<UnixStream>, JoinHandle<Record>) {
     let (mta, filter) = UnixStream::pair().expect("socket pair");
-    let handle = task::spawn(async move {
-        let mut stream = filter;
+    (Client::new(mta, profile), spawn_filter(filter, script))
+}
+
+/// Runs the fake filter on `stream` until end of stream; returns what it received.
+fn spawn_filter<S>(stream: S, mut script: Script) -> JoinHandle<Record>
+where
+    S: futures::AsyncRead + futures::AsyncWrite + Unpin + Send + 'static,
+{
+    task::spawn(async move {
+        let mut stream = stream;
         let mut decoder = FrameDecoder::new();
         let mut record = Vec::new();
         let mut buf = vec![0; 1 << 16];
@@ -116,8 +124,7 @@ fn start(profile: Profile, mut script: Script) -> (Client<UnixStream>, JoinHandl
                 Ok(read) => decoder.push(&buf[..read]),
             }
         }
-    });
-    (Client::new(mta, profile), handle)
+    })
 }
 
 fn macros(command: u8, pairs: &[(&str, &str)]) -> String {
@@ -154,7 +161,10 @@ fn envelope() -> Envelope {
     }
 }
 
-async fn full_session(client: &mut Client<UnixStream>) -> Result<(), ClientError> {
+async fn full_session<S>(client: &mut Client<S>) -> Result<(), ClientError>
+where
+    S: futures::AsyncRead + futures::AsyncWrite + Unpin,
+{
     client.negotiate().await?;
     assert_eq!(
         client
@@ -1238,4 +1248,42 @@ async fn filter_closing_mid_message_is_an_error() {
         matches!(error, ClientError::Closed { .. } | ClientError::Io(_)),
         "{error}"
     );
+}
+
+#[async_std::test]
+async fn connects_over_tcp_and_unix_sockets() {
+    let script = || {
+        Script::continuing(Actions::EMPTY, ProtocolFlags::EMPTY, || {
+            vec![Response::Accept]
+        })
+    };
+    let listener = async_std::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accept = task::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        spawn_filter(stream, script()).await
+    });
+    let mut client = Client::connect_tcp(addr, Profile::postfix()).await.unwrap();
+    full_session(&mut client).await.unwrap();
+    assert_eq!(accept.await.last().map(String::as_str), Some("Q"));
+
+    let dir = std::env::temp_dir().join(format!("async-milter-kit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("filter.sock");
+    let _ = std::fs::remove_file(&path);
+    let listener = async_std::os::unix::net::UnixListener::bind(&path)
+        .await
+        .unwrap();
+    let accept = task::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        spawn_filter(stream, script()).await
+    });
+    let mut client = Client::connect_unix(&path, Profile::sendmail())
+        .await
+        .unwrap();
+    full_session(&mut client).await.unwrap();
+    assert_eq!(accept.await.last().map(String::as_str), Some("Q"));
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -76,10 +76,7 @@ impl Client<async_std::net::TcpStream> {
         let limit = profile.timeout;
         let stream = async_std::future::timeout(limit, async_std::net::TcpStream::connect(addr))
             .await
-            .map_err(|_| ClientError::Timeout {
-                command: CommandKind::OptNeg,
-                after: limit,
-            })??;
+            .map_err(|_| ClientError::ConnectTimeout(limit))??;
         stream.set_nodelay(true)?;
         Ok(Self::new(stream, profile))
     }
@@ -96,10 +93,7 @@ impl Client<async_std::os::unix::net::UnixStream> {
         let stream =
             async_std::future::timeout(limit, async_std::os::unix::net::UnixStream::connect(path))
                 .await
-                .map_err(|_| ClientError::Timeout {
-                    command: CommandKind::OptNeg,
-                    after: limit,
-                })??;
+                .map_err(|_| ClientError::ConnectTimeout(limit))??;
         Ok(Self::new(stream, profile))
     }
 }

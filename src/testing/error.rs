@@ -74,6 +74,8 @@ pub enum ClientError {
         /// The configured limit.
         after: Duration,
     },
+    /// Connecting to the filter took longer than the configured time.
+    ConnectTimeout(Duration),
     /// The filter closed the connection while an answer was awaited.
     Closed {
         /// The command whose answer was awaited.
@@ -132,6 +134,9 @@ impl fmt::Display for ClientError {
             Self::Io(error) => write!(f, "milter stream failed: {error}"),
             Self::Timeout { command, after } => {
                 write!(f, "filter did not answer {command:?} within {after:?}")
+            }
+            Self::ConnectTimeout(after) => {
+                write!(f, "could not connect to the filter within {after:?}")
             }
             Self::Closed { command } => {
                 write!(

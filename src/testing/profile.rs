@@ -317,3 +317,118 @@ impl Default for Profile {
         Self::postfix()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(
+        profile: &Profile,
+        command: CommandKind,
+        requests: &[(MacroStage, &str)],
+    ) -> Option<String> {
+        let requests: Vec<(MacroStage, String)> = requests
+            .iter()
+            .map(|(s, l)| (*s, (*l).to_owned()))
+            .collect();
+        profile
+            .macro_names(command, &requests)
+            .map(|names| names.join(" "))
+    }
+
+    #[test]
+    fn postfix_sends_a_list_before_every_command() {
+        let postfix = Profile::postfix();
+        for command in [
+            CommandKind::Connect,
+            CommandKind::Helo,
+            CommandKind::Mail,
+            CommandKind::Rcpt,
+            CommandKind::Data,
+            CommandKind::Header,
+            CommandKind::EndOfHeaders,
+            CommandKind::Body,
+            CommandKind::EndOfMessage,
+            CommandKind::Unknown,
+        ] {
+            assert!(list(&postfix, command, &[]).is_some(), "{command:?}");
+        }
+        assert_eq!(
+            list(&postfix, CommandKind::Unknown, &[]).as_deref(),
+            Some("")
+        );
+        assert_eq!(list(&postfix, CommandKind::Abort, &[]), None);
+    }
+
+    #[test]
+    fn postfix_requests_replace_non_empty_stages_including_header_and_body() {
+        let postfix = Profile::postfix();
+        let requests = [
+            (MacroStage::EndOfHeaders, "{a}"),
+            (MacroStage::EndOfMessage, "{b},{c}"),
+            (MacroStage::Mail, ""),
+        ];
+        assert_eq!(
+            list(&postfix, CommandKind::Header, &requests).as_deref(),
+            Some("{a}")
+        );
+        assert_eq!(
+            list(&postfix, CommandKind::EndOfHeaders, &requests).as_deref(),
+            Some("{a}")
+        );
+        assert_eq!(
+            list(&postfix, CommandKind::Body, &requests).as_deref(),
+            Some("{b} {c}")
+        );
+        assert!(
+            list(&postfix, CommandKind::Mail, &requests)
+                .unwrap()
+                .starts_with("i {auth_type}")
+        );
+    }
+
+    #[test]
+    fn sendmail_lists_and_requests() {
+        let sendmail = Profile::sendmail();
+        assert_eq!(list(&sendmail, CommandKind::Helo, &[]), None);
+        assert_eq!(list(&sendmail, CommandKind::Data, &[]), None);
+        assert_eq!(list(&sendmail, CommandKind::Unknown, &[]), None);
+        let requests = [(MacroStage::Helo, "{cipher}"), (MacroStage::Mail, "")];
+        assert_eq!(
+            list(&sendmail, CommandKind::Helo, &requests).as_deref(),
+            Some("{cipher}")
+        );
+        assert_eq!(list(&sendmail, CommandKind::Mail, &requests), None);
+        // The EOM list counts only together with an EOH list.
+        let eom_only = [(MacroStage::EndOfMessage, "i")];
+        assert_eq!(
+            list(&sendmail, CommandKind::EndOfMessage, &eom_only).as_deref(),
+            Some("{msg_id}")
+        );
+        let both = [
+            (MacroStage::EndOfHeaders, "j"),
+            (MacroStage::EndOfMessage, "i"),
+        ];
+        assert_eq!(
+            list(&sendmail, CommandKind::EndOfMessage, &both).as_deref(),
+            Some("i")
+        );
+        assert_eq!(list(&sendmail, CommandKind::Body, &both), None);
+    }
+
+    #[test]
+    fn postfix_version_sets_its_protocol_offer() {
+        assert_eq!(
+            Profile::postfix().with_version(2).offer.protocol.bits(),
+            0x7F
+        );
+        assert_eq!(
+            Profile::postfix().with_version(3).offer.protocol.bits(),
+            0x17F
+        );
+        assert_eq!(
+            Profile::sendmail().with_version(2).offer.protocol,
+            ProtocolFlags::V6
+        );
+    }
+}

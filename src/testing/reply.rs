@@ -195,3 +195,45 @@ impl Negotiated {
             .map(|(_, names)| names.as_str())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn negotiated(version: u32, protocol: ProtocolFlags) -> Negotiated {
+        Negotiated {
+            version,
+            actions: Actions::EMPTY,
+            protocol,
+            macro_requests: vec![(MacroStage::Rcpt, "{rcpt_addr}".into())],
+        }
+    }
+
+    #[test]
+    fn no_flags_and_version_suppress_commands() {
+        let n = negotiated(6, ProtocolFlags::NO_HELO | ProtocolFlags::NO_BODY);
+        assert!(!n.sends(CommandKind::Helo) && !n.sends(CommandKind::Body));
+        assert!(n.sends(CommandKind::Mail) && n.sends(CommandKind::EndOfMessage));
+        let v3 = negotiated(3, ProtocolFlags::EMPTY);
+        assert!(!v3.sends(CommandKind::Data) && v3.sends(CommandKind::Unknown));
+        let v2 = negotiated(2, ProtocolFlags::EMPTY);
+        assert!(!v2.sends(CommandKind::Unknown));
+    }
+
+    #[test]
+    fn nr_flags_remove_the_wait() {
+        let n = negotiated(6, ProtocolFlags::NR_HEADER | ProtocolFlags::NR_CONNECT);
+        assert!(!n.expects_reply(CommandKind::Header) && !n.expects_reply(CommandKind::Connect));
+        assert!(n.expects_reply(CommandKind::EndOfMessage) && n.expects_reply(CommandKind::Helo));
+        assert!(!n.expects_reply(CommandKind::Abort) && !n.expects_reply(CommandKind::Quit));
+        assert_eq!(n.requested_macros(MacroStage::Rcpt), Some("{rcpt_addr}"));
+        assert_eq!(n.requested_macros(MacroStage::Mail), None);
+    }
+
+    #[test]
+    fn reply_classes() {
+        assert!(Reply::ReplyCode("550 x".into()).is_refusal() && Reply::Shutdown.is_refusal());
+        assert!(!Reply::Discard.is_refusal() && !Reply::Accept.is_continue());
+        assert!(Reply::NoReply.is_continue() && Reply::NotSent.is_continue());
+    }
+}
