@@ -212,7 +212,8 @@ async fn serve_boxed<F: Filter>(
     };
 }
 
-fn async_std_sleep() -> Sleep {
+/// The async-std timer, as the connection driver takes it.
+pub(crate) fn async_std_sleep() -> Sleep {
     Arc::new(|duration| Box::pin(task::sleep(duration)))
 }
 
