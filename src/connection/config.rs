@@ -18,6 +18,10 @@ pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(7210);
 /// Sendmail's 10-second read timeout does not fire.
 pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
 
+/// Default limit on headers per message: far above real mail, low enough that a flood of
+/// tiny headers cannot make a filter store without bound.
+pub const DEFAULT_MAX_HEADERS: usize = 10_000;
+
 /// A timer: returns a future that completes after the duration. Supplied by the runtime
 /// (async-std's `task::sleep` by default), so the driver itself needs none.
 pub type Sleep = Arc<dyn Fn(Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
@@ -30,6 +34,9 @@ pub type ShutdownSignal = Shared<Pin<Box<dyn Future<Output = ()> + Send>>>;
 pub struct ConnectionConfig {
     /// Largest frame accepted from the MTA.
     pub max_frame_len: u32,
+    /// Most headers one message may have; beyond it the filter's awaits fail with
+    /// `Error::TooManyHeaders` and the message gets the error reply.
+    pub max_headers: usize,
     /// How long the MTA may stay silent while the filter waits for it; `None`: forever.
     pub read_timeout: Option<Duration>,
     /// How often to send PROGRESS while the filter is busy at end of message; `None`: never.
@@ -46,6 +53,7 @@ impl Default for ConnectionConfig {
     fn default() -> Self {
         Self {
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
+            max_headers: DEFAULT_MAX_HEADERS,
             read_timeout: Some(DEFAULT_READ_TIMEOUT),
             progress_interval: Some(DEFAULT_PROGRESS_INTERVAL),
             error_verdict: Verdict::Tempfail,
@@ -59,6 +67,7 @@ impl fmt::Debug for ConnectionConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConnectionConfig")
             .field("max_frame_len", &self.max_frame_len)
+            .field("max_headers", &self.max_headers)
             .field("read_timeout", &self.read_timeout)
             .field("progress_interval", &self.progress_interval)
             .field("error_verdict", &self.error_verdict)

@@ -7,12 +7,11 @@
 use std::any::Any;
 use std::future::{Future, poll_fn};
 use std::panic::AssertUnwindSafe;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 
 use futures::FutureExt;
-use futures::future::{Either, select};
 use futures::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use log::{debug, error, info, warn};
 
@@ -59,7 +58,7 @@ where
         edits: None,
         call_started: false,
         message_no: 0,
-        in_transaction: false,
+        transaction: Transaction::Closed,
         queue_id: None,
         postfix: false,
     };
@@ -88,12 +87,24 @@ struct Driver<S, F: ?Sized> {
     edits: Option<EditQueue>,
     call_started: bool,
     message_no: u64,
-    in_transaction: bool,
+    transaction: Transaction,
     /// The MTA's queue id (macro `i`) for log lines, once sent.
     queue_id: Option<String>,
     /// The MTA has shown itself to be Postfix (macros before a header or body chunk, which
     /// Sendmail never sends); decides how header positions are numbered.
     postfix: bool,
+}
+
+/// Where the current message stands, for telling where one ends and the next begins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Transaction {
+    /// No message is open.
+    Closed,
+    /// A MAIL-stage macro packet arrived: the message has begun.
+    Open,
+    /// The MAIL command, or a packet of a later stage, arrived: a further MAIL-stage packet
+    /// starts a new message even without ABORT.
+    PastMail,
 }
 
 /// How waiting for the filter ended.
@@ -130,10 +141,14 @@ where
         self.log_negotiation(&agreed);
         agreed.encode_reply(&mut self.out)?;
         self.flush().await?;
-        self.conn = Some(Arc::new(ConnectionData::new(self.id, Arc::new(agreed))));
+        self.conn = Some(Arc::new(ConnectionData::new(
+            self.id,
+            Arc::new(agreed),
+            self.config.max_headers,
+        )));
 
         loop {
-            if self.stopping() && !self.in_transaction {
+            if self.stopping() && !self.in_transaction() {
                 debug!("connection {}: closing for shutdown", self.id);
                 return Ok(());
             }
@@ -148,7 +163,11 @@ where
                         expected: "a command after negotiation",
                     });
                 }
-                Command::Abort => self.end_message(true).await,
+                // Outside a message ABORT means nothing: Postfix sends it after every
+                // message and after a repeated HELO, which must not end a call that began
+                // at connect.
+                Command::Abort if self.in_transaction() => self.end_message(true).await,
+                Command::Abort => {}
                 Command::Quit => return Ok(()),
                 Command::QuitNewConnection => {
                     self.end_message(true).await;
@@ -176,6 +195,10 @@ where
                 }
             }
         }
+    }
+
+    fn in_transaction(&self) -> bool {
+        self.transaction != Transaction::Closed
     }
 
     /// Whether the server is shutting down.
@@ -220,10 +243,22 @@ where
 
     // ===== message boundaries =====
 
-    /// Ends the current message if a packet of `phase` starts a new one without ABORT.
-    async fn at_boundary(&mut self, phase: Phase) {
-        if self.in_transaction && matches!(phase, Phase::Connect | Phase::Helo | Phase::Mail) {
+    /// Ends the open message if a packet of `phase` starts a new one without ABORT, then
+    /// records that a packet of `phase` arrived (`is_mail_command`: the MAIL command
+    /// itself, as opposed to its macros).
+    async fn at_boundary(&mut self, phase: Phase, is_mail_command: bool) {
+        let new_message = match phase {
+            Phase::Connect | Phase::Helo => self.transaction != Transaction::Closed,
+            Phase::Mail => self.transaction == Transaction::PastMail,
+            _ => false,
+        };
+        if new_message {
             self.end_message(true).await;
+        }
+        if phase > Phase::Mail || is_mail_command {
+            self.transaction = Transaction::PastMail;
+        } else if phase == Phase::Mail && self.transaction == Transaction::Closed {
+            self.transaction = Transaction::Open;
         }
     }
 
@@ -271,7 +306,7 @@ where
         self.decided = None;
         self.edits = None;
         self.call_started = false;
-        self.in_transaction = false;
+        self.transaction = Transaction::Closed;
         self.queue_id = None;
     }
 
@@ -282,15 +317,20 @@ where
             return;
         };
         if let Some(queue_id) = find_queue_id(raw) {
-            self.queue_id = Some(queue_id);
+            if self.queue_id.as_deref().map(str::as_bytes) != Some(queue_id) {
+                self.queue_id = Some(String::from_utf8_lossy(queue_id).into_owned());
+            }
         }
         let phase = match stage {
             MacroStage::Connect => Phase::Connect,
             MacroStage::Helo => Phase::Helo,
             MacroStage::Mail => Phase::Mail,
-            _ => Phase::Rcpt,
+            MacroStage::Rcpt => Phase::Rcpt,
+            MacroStage::Data => Phase::Data,
+            MacroStage::EndOfHeaders => Phase::EndOfHeaders,
+            MacroStage::EndOfMessage => Phase::EndOfMessage,
         };
-        self.at_boundary(phase).await;
+        self.at_boundary(phase, false).await;
         if ConnectionData::is_connection_event(&event) {
             if let Some(conn) = &mut self.conn {
                 Arc::make_mut(conn).apply(&event);
@@ -315,7 +355,7 @@ where
             debug!("connection {}: unknown SMTP command {line}", self.id);
         }
         if let Some(phase) = phase {
-            self.at_boundary(phase).await;
+            self.at_boundary(phase, kind == CommandKind::Mail).await;
         }
         if ConnectionData::is_connection_event(&event) {
             if let Some(conn) = &mut self.conn {
@@ -324,9 +364,6 @@ where
         }
         if !self.call_started {
             self.start_call();
-        }
-        if kind == CommandKind::Mail {
-            self.in_transaction = true;
         }
         let agreed = self.agreed();
         let skip_allowed = agreed.options.protocol.contains(ProtocolFlags::SKIP);
@@ -363,7 +400,13 @@ where
             self.send(&answer)?;
             self.flush().await?;
         }
-        if at_eom {
+        // After end of message, or a verdict for the whole message, the MTA sends nothing
+        // more for it (Sendmail not even ABORT), so the message ends here.
+        let message_over = message_verdict
+            && matches!(answer, Answer::Verdict(_))
+            && phase.is_some_and(Phase::is_message_wide)
+            && self.decided.as_ref().is_some_and(|d| d.sent);
+        if at_eom || message_over {
             self.end_message(false).await;
         }
         Ok(true)
@@ -408,10 +451,15 @@ where
                         return Poll::Ready(Ok(Step::Settled(Settled::Parked(phase))));
                     }
                 }
-                match self.poll_read_ahead(cx) {
-                    Poll::Ready(Ok(0)) => return Poll::Ready(Ok(Step::Settled(Settled::Lost))),
-                    Poll::Ready(Err(error)) => return Poll::Ready(Err(ConnectionError::Io(error))),
-                    _ => {}
+                loop {
+                    match self.poll_read_ahead(cx) {
+                        Poll::Ready(Ok(0)) => return Poll::Ready(Ok(Step::Settled(Settled::Lost))),
+                        Poll::Ready(Err(error)) => {
+                            return Poll::Ready(Err(ConnectionError::Io(error)));
+                        }
+                        Poll::Ready(Ok(_)) => {}
+                        Poll::Pending => break,
+                    }
                 }
                 if let Some(timer) = &mut timer {
                     if timer.as_mut().poll(cx).is_ready() {
@@ -532,35 +580,71 @@ where
         Ok(())
     }
 
-    /// Reads until a whole frame is buffered; `None` at end of stream.
+    /// Reads until a whole frame is buffered; `None` at end of stream, or at shutdown
+    /// between messages.
+    ///
+    /// The read timeout runs from when the MTA first makes us wait until the frame is
+    /// whole, so a trickle of bytes cannot hold a connection open. Meanwhile a running
+    /// filter keeps being polled, so its own timers and background work go on.
     async fn read_frame(&mut self) -> Result<Option<Frame>, ConnectionError> {
-        loop {
-            if let Some(frame) = self.decoder.decode()? {
-                return Ok(Some(frame));
+        if let Some(frame) = self.decoder.decode()? {
+            return Ok(Some(frame));
+        }
+        let mut timer: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = None;
+        let mut stop = if self.in_transaction() {
+            None
+        } else {
+            self.config.shutdown.clone()
+        };
+        poll_fn(|cx| {
+            self.poll_idle_filter(cx);
+            loop {
+                match self.poll_read_more(cx) {
+                    Poll::Ready(Ok(0)) => {
+                        if self.decoder.buffered() > 0 {
+                            warn!("connection {}: stream ended inside a frame", self.id);
+                        }
+                        return Poll::Ready(Ok(None));
+                    }
+                    Poll::Ready(Ok(_)) => match self.decoder.decode() {
+                        Ok(Some(frame)) => return Poll::Ready(Ok(Some(frame))),
+                        Ok(None) => {}
+                        Err(error) => return Poll::Ready(Err(error.into())),
+                    },
+                    Poll::Ready(Err(error)) => return Poll::Ready(Err(error.into())),
+                    Poll::Pending => break,
+                }
             }
-            let timer = match (self.config.read_timeout, &self.config.sleep) {
-                (Some(timeout), Some(sleep)) => sleep(timeout),
-                _ => Box::pin(std::future::pending()),
-            };
-            // Between messages a shutdown closes the connection; inside one it waits.
-            let stop = match (&self.config.shutdown, self.in_transaction) {
-                (Some(signal), false) => Either::Left(signal.clone()),
-                _ => Either::Right(std::future::pending()),
-            };
-            let read = poll_fn(|cx| self.poll_read_more(cx));
-            let n = match select(pin!(read), select(timer, stop)).await {
-                Either::Left((result, _)) => result?,
-                Either::Right((Either::Left(((), _)), _)) => return Err(ConnectionError::Timeout),
-                Either::Right((Either::Right(((), _)), _)) => {
+            if let Some(stop) = &mut stop {
+                if Pin::new(stop).poll(cx).is_ready() {
                     debug!("connection {}: closing for shutdown", self.id);
-                    return Ok(None);
+                    return Poll::Ready(Ok(None));
                 }
-            };
-            if n == 0 {
-                if self.decoder.buffered() > 0 {
-                    warn!("connection {}: stream ended inside a frame", self.id);
+            }
+            if timer.is_none() {
+                if let (Some(timeout), Some(sleep)) = (self.config.read_timeout, &self.config.sleep)
+                {
+                    timer = Some(sleep(timeout));
                 }
-                return Ok(None);
+            }
+            if let Some(timer) = &mut timer {
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(ConnectionError::Timeout));
+                }
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Polls a running filter while no event is pending, recording its verdict if it
+    /// returns; the verdict is answered at the next event.
+    fn poll_idle_filter(&mut self, cx: &mut std::task::Context<'_>) {
+        if let Some(running) = &mut self.running {
+            lock(&self.mailbox).clear_parked();
+            if let Poll::Ready(output) = running.as_mut().poll(cx) {
+                self.running = None;
+                self.record_outcome(output);
             }
         }
     }
@@ -587,11 +671,11 @@ where
 }
 
 /// The value of macro `i` in a MACRO packet's pairs, if present.
-fn find_queue_id(raw: &[u8]) -> Option<String> {
+fn find_queue_id(raw: &[u8]) -> Option<&[u8]> {
     let mut parts = raw.split(|&b| b == 0);
     while let (Some(name), Some(value)) = (parts.next(), parts.next()) {
         if (name == b"i" || name == b"{i}") && !value.is_empty() {
-            return Some(String::from_utf8_lossy(value).into_owned());
+            return Some(value);
         }
     }
     None

@@ -6,7 +6,8 @@ mod driver;
 mod error;
 
 pub use config::{
-    ConnectionConfig, DEFAULT_PROGRESS_INTERVAL, DEFAULT_READ_TIMEOUT, ShutdownSignal, Sleep,
+    ConnectionConfig, DEFAULT_MAX_HEADERS, DEFAULT_PROGRESS_INTERVAL, DEFAULT_READ_TIMEOUT,
+    ShutdownSignal, Sleep,
 };
 pub use driver::serve_connection;
 pub use error::ConnectionError;

@@ -81,8 +81,9 @@ impl Server {
         &self.spec
     }
 
-    /// Serves a plain `async fn(&mut Session) -> Result<Verdict, E>` until an accept error
-    /// that is not transient.
+    /// Serves a plain `async fn(&mut Session) -> Result<Verdict, E>` for as long as the
+    /// process runs (accept errors are logged and retried); see [`Server::serve_until`] for
+    /// a graceful stop.
     pub async fn serve<F>(self, function: F) -> io::Result<()>
     where
         F: for<'a> FilterFn<'a>,
@@ -185,8 +186,11 @@ impl Listener {
         match self {
             Self::Tcp(listener) => {
                 let (stream, _) = listener.accept().await?;
-                // Replies are single small writes; Nagle would hold each one back.
-                stream.set_nodelay(true)?;
+                // Replies are single small writes; Nagle would hold each one back. A peer
+                // that already reset is found out by the first read instead.
+                if let Err(error) = stream.set_nodelay(true) {
+                    log::debug!("cannot set TCP_NODELAY: {error}");
+                }
                 Ok(Accepted::Tcp(stream))
             }
             Self::Unix(listener) => Ok(Accepted::Unix(listener.accept().await?.0)),

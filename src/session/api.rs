@@ -43,6 +43,8 @@ pub struct Session {
     pub(crate) body_chunk_fresh: bool,
     pub(crate) macros: MacroStore,
     pub(crate) edits: EditQueue,
+    /// Set when the message has more headers than the connection allows; every await fails.
+    pub(crate) too_many_headers: bool,
 }
 
 /// What a finished filter call leaves for the driver.
@@ -72,6 +74,7 @@ impl Session {
             body_chunk_fresh: false,
             macros: MacroStore::default(),
             edits: EditQueue::new(allowed),
+            too_many_headers: false,
         }
     }
 
@@ -160,8 +163,9 @@ impl Session {
     /// Fails with [`Error::PhasePassed`] once headers have begun, and with [`Error::Absent`]
     /// when the MTA was asked not to send MAIL.
     pub async fn envelope_from(&mut self) -> Result<Address, Error> {
+        let mut waited = false;
         loop {
-            if self.phase >= Phase::Header {
+            if self.phase >= Phase::Header && !waited {
                 return Err(Error::PhasePassed {
                     wanted: Phase::Mail,
                     current: self.phase,
@@ -174,6 +178,7 @@ impl Session {
                 return Err(Error::Absent(Phase::Mail));
             }
             self.next_event(Phase::Mail).await?;
+            waited = true;
         }
     }
 
@@ -284,13 +289,22 @@ impl Session {
 
     fn change_or_delete(&mut self, header: HeaderHandle, value: &[u8]) -> Result<(), Error> {
         let handle = self.check_handle(header)?;
-        let name = self
+        let seen = self
             .headers
-            .get(handle.position as usize)
+            .get(..=handle.position as usize)
+            .ok_or(Error::StaleHandle)?;
+        let name = seen
+            .last()
             .map(|h| h.name.clone())
             .ok_or(Error::StaleHandle)?;
+        // CHGHEADER counts headers of the same name (case-insensitive), from 1.
+        let same_name = seen
+            .iter()
+            .filter(|h| h.name.as_bytes().eq_ignore_ascii_case(name.as_bytes()))
+            .count();
+        let index = u32::try_from(same_name).unwrap_or(u32::MAX);
         self.edits
-            .change_header(handle.name_index, handle.position, name.as_bytes(), value)
+            .change_header(index, handle.position, name.as_bytes(), value)
     }
 
     fn check_handle(&self, handle: HeaderHandle) -> Result<HeaderHandle, Error> {
@@ -373,6 +387,9 @@ impl Session {
             self.apply(event);
             progressed = true;
         }
+        if self.too_many_headers {
+            return Poll::Ready(Err(Error::TooManyHeaders(self.conn.max_headers)));
+        }
         if progressed {
             Poll::Ready(Ok(()))
         } else {
@@ -419,22 +436,19 @@ impl Session {
                 self.recipients.push((address, seq));
             }
             Event::Header { name, value } => {
-                let position = u32::try_from(self.headers.len()).unwrap_or(u32::MAX);
-                let same_name = self
-                    .headers
-                    .iter()
-                    .filter(|h| h.name.as_bytes().eq_ignore_ascii_case(name.as_bytes()))
-                    .count();
-                let name_index = u32::try_from(same_name + 1).unwrap_or(u32::MAX);
-                self.headers.push(HeaderField {
-                    name,
-                    value,
-                    handle: HeaderHandle {
-                        message: self.message,
-                        position,
-                        name_index,
-                    },
-                });
+                if self.headers.len() >= self.conn.max_headers {
+                    self.too_many_headers = true;
+                } else {
+                    let position = u32::try_from(self.headers.len()).unwrap_or(u32::MAX);
+                    self.headers.push(HeaderField {
+                        name,
+                        value,
+                        handle: HeaderHandle {
+                            message: self.message,
+                            position,
+                        },
+                    });
+                }
             }
             Event::Body(chunk) => {
                 self.body_chunk = Some(chunk);

@@ -16,16 +16,19 @@ pub(crate) struct ConnectionData {
     pub(crate) helo: Option<Text>,
     /// CONNECT and HELO stage macros only.
     pub(crate) macros: MacroStore,
+    /// Most headers a message may have before its filter call fails.
+    pub(crate) max_headers: usize,
 }
 
 impl ConnectionData {
-    pub(crate) fn new(id: u64, agreed: Arc<Agreed>) -> Self {
+    pub(crate) fn new(id: u64, agreed: Arc<Agreed>, max_headers: usize) -> Self {
         Self {
             id,
             agreed,
             client: None,
             helo: None,
             macros: MacroStore::default(),
+            max_headers,
         }
     }
 

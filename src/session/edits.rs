@@ -22,8 +22,6 @@ pub const MAX_QUEUED_EDITS: usize = 100_000;
 pub struct HeaderHandle {
     pub(crate) message: u64,
     pub(crate) position: u32,
-    /// 1-based index among headers of the same name (case-insensitive).
-    pub(crate) name_index: u32,
 }
 
 impl HeaderHandle {
@@ -31,12 +29,6 @@ impl HeaderHandle {
     #[must_use]
     pub fn position(&self) -> usize {
         self.position as usize
-    }
-
-    /// 1-based index among the headers of the same name (what CHGHEADER counts).
-    #[must_use]
-    pub fn name_index(&self) -> u32 {
-        self.name_index
     }
 }
 

@@ -30,6 +30,9 @@ pub enum Error {
     InvalidValue(EncodeError),
     /// A reply code was invalid.
     ReplyCode(ReplyCodeError),
+    /// The message has more headers than the connection allows (see
+    /// `ConnectionConfig::max_headers`); the message gets the error reply.
+    TooManyHeaders(usize),
     /// A recipient or header handle belongs to another message, or its moment has passed.
     StaleHandle,
     /// The filter's own error, for filters that use this type as theirs.
@@ -57,6 +60,7 @@ impl fmt::Display for Error {
             }
             Self::InvalidValue(error) => write!(f, "invalid value: {error}"),
             Self::ReplyCode(error) => write!(f, "invalid reply code: {error}"),
+            Self::TooManyHeaders(max) => write!(f, "message has more than {max} headers"),
             Self::StaleHandle => f.write_str("handle no longer refers to the current message"),
             Self::Filter(error) => write!(f, "filter error: {error}"),
         }

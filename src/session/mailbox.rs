@@ -46,8 +46,23 @@ impl Mailbox {
     // ===== driver side =====
 
     /// Queues a macro packet (no reply, no sequence number).
+    ///
+    /// At most one packet per stage waits: a newer one replaces it (an empty one is dropped,
+    /// as applying it would change nothing), so a peer sending macros without commands
+    /// cannot grow the queue.
     pub(crate) fn push_macro(&mut self, event: Event) {
-        self.queue.push_back(event);
+        let Event::Macro { stage, raw } = &event else {
+            return;
+        };
+        let queued = self
+            .queue
+            .iter_mut()
+            .find(|e| matches!(e, Event::Macro { stage: s, .. } if s == stage));
+        match queued {
+            Some(_) if raw.is_empty() => {}
+            Some(slot) => *slot = event,
+            None => self.queue.push_back(event),
+        }
     }
 
     /// Queues a command and returns its sequence number.
@@ -123,5 +138,41 @@ impl Mailbox {
         }
         self.reply = Some((seq, reply));
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::{Event, Mailbox};
+    use crate::proto::MacroStage;
+
+    fn macros(stage: MacroStage, raw: &'static [u8]) -> Event {
+        Event::Macro {
+            stage,
+            raw: Bytes::from_static(raw),
+        }
+    }
+
+    #[test]
+    fn a_macro_flood_keeps_one_packet_per_stage() {
+        let mut mailbox = Mailbox::default();
+        for _ in 0..10_000 {
+            mailbox.push_macro(macros(MacroStage::Helo, b"x\0y\0"));
+        }
+        mailbox.push_macro(macros(MacroStage::Helo, b""));
+        mailbox.push_macro(macros(MacroStage::Mail, b"i\0Q1\0"));
+        assert!(
+            matches!(mailbox.pop(), Some(Event::Macro { stage: MacroStage::Helo, raw }) if &raw[..] == b"x\0y\0")
+        );
+        assert!(matches!(
+            mailbox.pop(),
+            Some(Event::Macro {
+                stage: MacroStage::Mail,
+                ..
+            })
+        ));
+        assert!(mailbox.pop().is_none());
     }
 }

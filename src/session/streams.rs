@@ -20,6 +20,7 @@ impl Session {
     ///
     /// Fails with [`Error::PhasePassed`] when called after headers began.
     pub async fn next_recipient(&mut self) -> Result<Option<Recipient>, Error> {
+        let mut waited = false;
         loop {
             if let Some((address, seq)) = self.recipients.get(self.rcpt_cursor) {
                 self.rcpt_cursor += 1;
@@ -30,7 +31,9 @@ impl Session {
                     answerable: self.conn.agreed.expects_reply(CommandKind::Rcpt),
                 }));
             }
-            if self.phase >= Phase::Header {
+            // Only a call made after the fact is an error: waiting, the stream simply ends
+            // at whatever comes next (DATA may be switched off or unknown to the MTA).
+            if self.phase >= Phase::Header && !waited {
                 return Err(Error::PhasePassed {
                     wanted: Phase::Rcpt,
                     current: self.phase,
@@ -40,6 +43,7 @@ impl Session {
                 return Ok(None);
             }
             self.next_event(Phase::Rcpt).await?;
+            waited = true;
         }
     }
 
@@ -47,12 +51,13 @@ impl Session {
     ///
     /// Fails with [`Error::PhasePassed`] once the body has begun.
     pub async fn next_header(&mut self) -> Result<Option<HeaderField>, Error> {
+        let mut waited = false;
         loop {
             if let Some(field) = self.headers.get(self.header_cursor) {
                 self.header_cursor += 1;
                 return Ok(Some(field.clone()));
             }
-            if self.phase >= Phase::Body {
+            if self.phase >= Phase::Body && !waited {
                 return Err(Error::PhasePassed {
                     wanted: Phase::Header,
                     current: self.phase,
@@ -62,6 +67,7 @@ impl Session {
                 return Ok(None);
             }
             self.next_event(Phase::Header).await?;
+            waited = true;
         }
     }
 

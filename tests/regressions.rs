@@ -1,0 +1,184 @@
+//! Regressions found in review: each test drives a real filter through the test kit.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_milter::proto::{Actions, Events, Family};
+use async_milter::session::FnFilter;
+use async_milter::testing::{Envelope, Profile, Reply, in_process};
+use async_milter::{Error, Filter, Needs, Session, Verdict};
+
+const MESSAGE: &[u8] = b"Subject: hello\r\nX-Bad: yes\r\n\r\nbody\r\n";
+
+/// Recipients until the stream ends, then accept: DATA is switched off, so the stream
+/// ends at the first header, which must read as the end, not as a phase passed.
+async fn recipients_then_accept(session: &mut Session) -> Result<Verdict, Error> {
+    while session.next_recipient().await?.is_some() {}
+    while session.next_header().await?.is_some() {}
+    Ok(Verdict::Accept)
+}
+
+#[async_std::test]
+async fn streams_end_at_the_next_event_when_the_one_between_is_switched_off() {
+    for profile in [Profile::postfix(), Profile::sendmail()] {
+        let needs = Needs {
+            events: Events::MAIL | Events::RCPT | Events::HEADER | Events::EOH,
+            ..Needs::default()
+        };
+        let filter = FnFilter::new(recipients_then_accept).with_needs(needs);
+        let mut client = in_process(filter, profile).unwrap();
+        client.negotiate().await.unwrap();
+        let envelope = Envelope::new("<a@example.com>", &["<b@example.com>"]);
+        let outcome = client.send_message(&envelope, MESSAGE).await.unwrap();
+        assert_eq!(
+            outcome.verdict,
+            Reply::Accept,
+            "{:?}",
+            client.profile().kind
+        );
+    }
+}
+
+/// Rejects any message with an `X-Bad` header; needs headers only, never MAIL.
+struct HeadersOnly {
+    calls: Arc<AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl Filter for HeadersOnly {
+    fn needs(&self) -> Needs {
+        Needs {
+            events: Events::HEADER | Events::EOH,
+            ..Needs::default()
+        }
+    }
+
+    async fn filter(&self, session: &mut Session) -> Result<Verdict, Error> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        while let Some(header) = session.next_header().await? {
+            if header.name.eq_ignore_ascii_case("X-Bad") {
+                return Ok(Verdict::Reject);
+            }
+        }
+        Ok(Verdict::Continue)
+    }
+}
+
+#[async_std::test]
+async fn every_message_gets_its_own_call_without_mail_or_abort() {
+    for profile in [Profile::sendmail(), Profile::postfix()] {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let filter = HeadersOnly {
+            calls: calls.clone(),
+        };
+        let mut client = in_process(filter, profile).unwrap();
+        client.negotiate().await.unwrap();
+        client
+            .connect("client.example.com", Family::Inet, 4000, "192.0.2.1")
+            .await
+            .unwrap();
+        client.helo("client.example.com").await.unwrap();
+        let envelope = Envelope::new("<a@example.com>", &["<b@example.com>"]);
+        for round in 0..3 {
+            let outcome = client.send_message(&envelope, MESSAGE).await.unwrap();
+            assert_eq!(outcome.verdict, Reply::Reject, "message {round}");
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+}
+
+/// Counts calls and sees HELO twice within the call that began at connect.
+async fn helo_twice(session: &mut Session) -> Result<Verdict, Error> {
+    session.envelope_from().await?;
+    Ok(Verdict::Continue)
+}
+
+#[async_std::test]
+async fn abort_after_a_repeated_helo_does_not_end_the_call_begun_at_connect() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let filter = FnFilter::new(helo_twice);
+    let mut client = in_process(
+        Counting {
+            inner: filter,
+            calls: counted,
+        },
+        Profile::postfix(),
+    )
+    .unwrap();
+    client.negotiate().await.unwrap();
+    client
+        .connect("c.example", Family::Inet, 1, "192.0.2.1")
+        .await
+        .unwrap();
+    client.helo("c.example").await.unwrap();
+    // Postfix on a second EHLO (after STARTTLS, say): HELO, then ABORT.
+    client.helo("c.example").await.unwrap();
+    client.abort().await.unwrap();
+    let envelope = Envelope::new("<a@example.com>", &["<b@example.com>"]);
+    let outcome = client.send_message(&envelope, MESSAGE).await.unwrap();
+    assert_eq!(outcome.verdict, Reply::Continue);
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "one call for the first message"
+    );
+}
+
+/// Wraps a filter and counts its calls.
+struct Counting<F> {
+    inner: F,
+    calls: Arc<AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl<F: Filter> Filter for Counting<F> {
+    fn needs(&self) -> Needs {
+        Needs {
+            optional_actions: Actions::EMPTY,
+            ..self.inner.needs()
+        }
+    }
+
+    async fn filter(&self, session: &mut Session) -> Result<Verdict, Error> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.filter(session).await
+    }
+}
+
+async fn reads_headers(session: &mut Session) -> Result<Verdict, Error> {
+    while session.next_header().await?.is_some() {}
+    Ok(Verdict::Accept)
+}
+
+#[async_std::test]
+async fn a_flood_of_headers_fails_the_message_instead_of_growing_without_bound() {
+    let config = async_milter::connection::ConnectionConfig {
+        max_headers: 50,
+        ..Default::default()
+    };
+    let mut message = Vec::new();
+    for i in 0..51 {
+        message.extend_from_slice(format!("X-Junk-{i}: x\r\n").as_bytes());
+    }
+    message.extend_from_slice(b"\r\nbody\r\n");
+    let filter = Arc::new(FnFilter::new(reads_headers));
+    let mut client =
+        async_milter::testing::in_process_with(filter.clone(), Profile::postfix(), config.clone())
+            .unwrap();
+    client.negotiate().await.unwrap();
+    let envelope = Envelope::new("<a@example.com>", &["<b@example.com>"]);
+    let outcome = client.send_message(&envelope, &message).await.unwrap();
+    assert!(
+        matches!(outcome.verdict, Reply::Tempfail),
+        "{:?}",
+        outcome.verdict
+    );
+    // One header fewer is fine.
+    let mut client =
+        async_milter::testing::in_process_with(filter, Profile::postfix(), config).unwrap();
+    client.negotiate().await.unwrap();
+    let shorter = &message[message.iter().position(|&b| b == b'\n').unwrap() + 1..];
+    let outcome = client.send_message(&envelope, shorter).await.unwrap();
+    assert_eq!(outcome.verdict, Reply::Accept);
+}
