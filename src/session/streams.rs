@@ -18,8 +18,16 @@ use crate::proto::{CommandKind, ReplyCode};
 impl Session {
     /// The next recipient, or `None` once the MTA has moved past RCPT.
     ///
-    /// Fails with [`Error::PhasePassed`] when called after headers began.
+    /// Fails with [`Error::PhasePassed`] when called after headers began. A call that was
+    /// already waiting when the MTA moved on ends with `None`, whatever came next (DATA, or
+    /// a header when DATA is not sent).
     pub async fn next_recipient(&mut self) -> Result<Option<Recipient>, Error> {
+        if self.phase >= Phase::Header {
+            return Err(Error::PhasePassed {
+                wanted: Phase::Rcpt,
+                current: self.phase,
+            });
+        }
         loop {
             if let Some((address, seq)) = self.recipients.get(self.rcpt_cursor) {
                 self.rcpt_cursor += 1;
@@ -30,12 +38,6 @@ impl Session {
                     answerable: self.conn.agreed.expects_reply(CommandKind::Rcpt),
                 }));
             }
-            if self.phase >= Phase::Header {
-                return Err(Error::PhasePassed {
-                    wanted: Phase::Rcpt,
-                    current: self.phase,
-                });
-            }
             if self.phase > Phase::Rcpt {
                 return Ok(None);
             }
@@ -45,18 +47,20 @@ impl Session {
 
     /// The next header, or `None` at end of headers.
     ///
-    /// Fails with [`Error::PhasePassed`] once the body has begun.
+    /// Fails with [`Error::PhasePassed`] when called once the body has begun. A call that
+    /// was already waiting when the headers ended returns `None`, whatever came next (end
+    /// of headers, or a body chunk or end of message when those are not sent).
     pub async fn next_header(&mut self) -> Result<Option<HeaderField>, Error> {
+        if self.phase >= Phase::Body {
+            return Err(Error::PhasePassed {
+                wanted: Phase::Header,
+                current: self.phase,
+            });
+        }
         loop {
             if let Some(field) = self.headers.get(self.header_cursor) {
                 self.header_cursor += 1;
                 return Ok(Some(field.clone()));
-            }
-            if self.phase >= Phase::Body {
-                return Err(Error::PhasePassed {
-                    wanted: Phase::Header,
-                    current: self.phase,
-                });
             }
             if self.phase > Phase::Header {
                 return Ok(None);
