@@ -159,8 +159,14 @@ fn a_new_mail_without_abort_ends_the_previous_message() {
             .await;
             let who = name(&profile);
             let mut client = harness.client(profile.clone()).await;
-            assert_eq!(client.mail("<first@example.com>", &[]).await.unwrap(), Reply::Continue);
-            assert_eq!(client.rcpt("<bob@example.net>", &[]).await.unwrap(), Reply::Continue);
+            assert_eq!(
+                client.mail("<first@example.com>", &[]).await.unwrap(),
+                Reply::Continue
+            );
+            assert_eq!(
+                client.rcpt("<bob@example.net>", &[]).await.unwrap(),
+                Reply::Continue
+            );
             // Postfix sends the next MAIL without ABORT (the kit's Sendmail sends ABORT first,
             // as Sendmail does); either way the first message is over.
             let outcome = client
@@ -243,7 +249,11 @@ fn events_negotiated_away_are_absent() {
             let probe = Probe::new();
             let tx = probe.sender();
             let needs = Needs {
-                events: Events::ALL - Events::UNKNOWN - Events::CONNECT - Events::HELO - Events::MAIL,
+                events: Events::ALL
+                    - Events::UNKNOWN
+                    - Events::CONNECT
+                    - Events::HELO
+                    - Events::MAIL,
                 ..Needs::default()
             };
             let harness = serve(
@@ -268,15 +278,28 @@ fn events_negotiated_away_are_absent() {
             let who = name(&profile);
             let mut client = harness.negotiated(profile).await;
             let negotiated = client.negotiated().unwrap().clone();
-            for flag in [ProtocolFlags::NO_CONNECT, ProtocolFlags::NO_HELO, ProtocolFlags::NO_MAIL] {
+            for flag in [
+                ProtocolFlags::NO_CONNECT,
+                ProtocolFlags::NO_HELO,
+                ProtocolFlags::NO_MAIL,
+            ] {
                 assert!(negotiated.protocol.contains(flag), "{who}: {flag:?}");
             }
             let reply = client
-                .connect(CLIENT_HOST, async_milter::proto::Family::Inet, 1, CLIENT_ADDR)
+                .connect(
+                    CLIENT_HOST,
+                    async_milter::proto::Family::Inet,
+                    1,
+                    CLIENT_ADDR,
+                )
                 .await
                 .unwrap();
             assert_eq!(reply, Reply::NotSent, "{who}");
-            assert_eq!(client.helo(CLIENT_HOST).await.unwrap(), Reply::NotSent, "{who}");
+            assert_eq!(
+                client.helo(CLIENT_HOST).await.unwrap(),
+                Reply::NotSent,
+                "{who}"
+            );
             let outcome = client.send_message(&envelope(), MESSAGE).await.unwrap();
             assert_eq!(outcome.mail, Reply::NotSent, "{who}");
             assert_eq!(outcome.verdict, Reply::Accept, "{who}");
@@ -399,17 +422,43 @@ fn unknown_smtp_commands_do_not_break_the_phase_machine() {
                 let who = format!("{} {unknown_reply:?}", name(&profile));
                 let mut client = harness.negotiated(profile.clone()).await;
                 let c = &mut client;
-                c.connect(CLIENT_HOST, async_milter::proto::Family::Inet, 1, CLIENT_ADDR)
-                    .await
-                    .unwrap();
-                assert_eq!(c.unknown("XCLIENT NAME=x").await.unwrap(), unknown_reply, "{who}");
+                c.connect(
+                    CLIENT_HOST,
+                    async_milter::proto::Family::Inet,
+                    1,
+                    CLIENT_ADDR,
+                )
+                .await
+                .unwrap();
+                assert_eq!(
+                    c.unknown("XCLIENT NAME=x").await.unwrap(),
+                    unknown_reply,
+                    "{who}"
+                );
                 c.helo(CLIENT_HOST).await.unwrap();
-                assert_eq!(c.unknown("VRFY root").await.unwrap(), unknown_reply, "{who}");
-                assert_eq!(c.mail("<a@example.com>", &[]).await.unwrap(), Reply::Continue);
-                assert_eq!(c.unknown("EXPN staff").await.unwrap(), unknown_reply, "{who}");
-                assert_eq!(c.rcpt("<b@example.net>", &[]).await.unwrap(), Reply::Continue);
+                assert_eq!(
+                    c.unknown("VRFY root").await.unwrap(),
+                    unknown_reply,
+                    "{who}"
+                );
+                assert_eq!(
+                    c.mail("<a@example.com>", &[]).await.unwrap(),
+                    Reply::Continue
+                );
+                assert_eq!(
+                    c.unknown("EXPN staff").await.unwrap(),
+                    unknown_reply,
+                    "{who}"
+                );
+                assert_eq!(
+                    c.rcpt("<b@example.net>", &[]).await.unwrap(),
+                    Reply::Continue
+                );
                 assert_eq!(c.unknown("XFOO").await.unwrap(), unknown_reply, "{who}");
-                assert_eq!(c.rcpt("<c@example.net>", &[]).await.unwrap(), Reply::Continue);
+                assert_eq!(
+                    c.rcpt("<c@example.net>", &[]).await.unwrap(),
+                    Reply::Continue
+                );
                 assert_eq!(c.data().await.unwrap(), Reply::Continue, "{who}");
                 assert_eq!(c.header("Subject", " hi").await.unwrap(), Reply::Continue);
                 assert_eq!(c.end_of_headers().await.unwrap(), Reply::Continue);
@@ -506,7 +555,10 @@ fn negotiation_follows_declared_needs() {
             greet_expecting(&mut client, Reply::NotSent).await;
             let outcome = client
                 .send_message(
-                    &Envelope::new("<a@example.com>", &["<trap@example.net>", "<b@example.net>"]),
+                    &Envelope::new(
+                        "<a@example.com>",
+                        &["<trap@example.net>", "<b@example.net>"],
+                    ),
                     MESSAGE,
                 )
                 .await
@@ -541,7 +593,12 @@ where
     S: futures::io::AsyncRead + futures::io::AsyncWrite + Unpin,
 {
     let reply = client
-        .connect(CLIENT_HOST, async_milter::proto::Family::Inet, 1, CLIENT_ADDR)
+        .connect(
+            CLIENT_HOST,
+            async_milter::proto::Family::Inet,
+            1,
+            CLIENT_ADDR,
+        )
         .await
         .unwrap();
     assert_eq!(reply, expected);

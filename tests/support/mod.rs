@@ -77,10 +77,7 @@ pub(crate) struct TestFilter {
 /// `filter(move |s| { let tx = tx.clone(); Box::pin(async move { … }) })`.
 pub(crate) fn filter<F>(body: F) -> TestFilter
 where
-    F: for<'a> Fn(&'a mut Session) -> BoxFuture<'a, Result<Verdict, Error>>
-        + Send
-        + Sync
-        + 'static,
+    F: for<'a> Fn(&'a mut Session) -> BoxFuture<'a, Result<Verdict, Error>> + Send + Sync + 'static,
 {
     TestFilter {
         needs: Needs::default(),
