@@ -22,6 +22,8 @@ fn indexed(index: u32, rest: &[u8]) -> Vec<u8> {
 }
 
 #[test]
+// One message with every edit, then its packets byte by byte: long, but one story.
+#[allow(clippy::too_many_lines)]
 fn every_edit_is_flushed_in_protocol_order_with_exact_bytes() {
     run(async {
         for profile in profiles() {
@@ -140,6 +142,11 @@ fn every_edit_is_flushed_in_protocol_order_with_exact_bytes() {
     });
 }
 
+/// `size` bytes of a, b, c, … z, a, …
+fn pattern(size: usize) -> Vec<u8> {
+    (b'a'..=b'z').cycle().take(size).collect()
+}
+
 fn sizes(frames: &[(u8, Vec<u8>)], kind: u8) -> Vec<usize> {
     frames
         .iter()
@@ -164,7 +171,7 @@ fn a_replaced_body_is_split_into_frames_of_at_most_65535_bytes() {
                     } else {
                         s.end_of_message().await?;
                         s.replace_body("this replacement is replaced")?;
-                        let body: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
+                        let body = pattern(size);
                         s.replace_body(body)?;
                     }
                     Ok(Verdict::Continue)
@@ -175,7 +182,7 @@ fn a_replaced_body_is_split_into_frames_of_at_most_65535_bytes() {
             let (mut client, log) = harness.tapped(profile).await;
             support::greet(&mut client).await;
             for (size, expected) in [
-                (0, vec![0]),
+                (0_usize, vec![0]),
                 (10, vec![10]),
                 (65_535, vec![65_535]),
                 (65_536, vec![65_535, 1]),
@@ -188,7 +195,7 @@ fn a_replaced_body_is_split_into_frames_of_at_most_65535_bytes() {
                     .await
                     .unwrap();
                 assert_eq!(sizes(&log.take(), b'b'), expected, "{who} {size}");
-                let body: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
+                let body = pattern(size);
                 assert_eq!(outcome.delivered.unwrap().body, body, "{who} {size}");
             }
             log.take();

@@ -231,10 +231,10 @@ async fn faulty(s: &mut async_milter::Session) -> Result<Verdict, Error> {
     Ok(Verdict::Accept)
 }
 
-fn faults() -> [(
-    &'static str,
-    fn(&async_milter::testing::Outcome) -> Option<Reply>,
-); 4] {
+/// Where in an outcome the fault's reply shows.
+type ReplyOf = fn(&async_milter::testing::Outcome) -> Option<Reply>;
+
+fn faults() -> [(&'static str, ReplyOf); 4] {
     [
         ("<error-at-mail@example.com>", |o| Some(o.mail.clone())),
         ("<error-at-header@example.com>", |o| {

@@ -376,6 +376,8 @@ fn streams_end_cleanly_when_data_and_end_of_headers_are_never_sent() {
 }
 
 #[test]
+// One scripted session per case, step by step: long, but read top to bottom.
+#[allow(clippy::too_many_lines)]
 fn unknown_smtp_commands_do_not_break_the_phase_machine() {
     run(async {
         let sees_unknown = Needs {

@@ -326,7 +326,7 @@ fn recipients_are_refused_one_by_one_while_the_message_goes_on() {
                             "<reject@example.net>" => rcpt.reject()?,
                             "<tempfail@example.net>" => rcpt.tempfail()?,
                             "<custom@example.net>" => {
-                                rcpt.reply(ReplyCode::permanent(550, "5.1.1", "no such user")?)?
+                                rcpt.reply(ReplyCode::permanent(550, "5.1.1", "no such user")?)?;
                             }
                             _ => kept += 1,
                         }

@@ -41,10 +41,10 @@ pub(crate) fn run<F: Future<Output = ()>>(body: F) {
 
 /// Awaits `future`, failing the test after [`WAIT`].
 pub(crate) async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
-    match async_std::future::timeout(WAIT, future).await {
-        Ok(value) => value,
-        Err(_) => panic!("timed out waiting for {what}"),
-    }
+    let Ok(value) = async_std::future::timeout(WAIT, future).await else {
+        panic!("timed out waiting for {what}");
+    };
+    value
 }
 
 /// Both presets, each test runs under both.
