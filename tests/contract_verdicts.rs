@@ -586,3 +586,47 @@ fn a_held_recipient_stage_verdict_without_data_lands_at_the_first_header() {
         }
     });
 }
+
+/// Reply codes are checked when built (4xx/5xx, enhanced class matching, no line breaks),
+/// so a filter can never put a malformed one on the wire.
+#[test]
+fn malformed_reply_codes_are_refused_when_built() {
+    run(async {
+        for profile in profiles() {
+            let probe = Probe::new();
+            let tx = probe.sender();
+            let harness = serve(filter(move |s| {
+                let tx = tx.clone();
+                Box::pin(async move {
+                    let rcpt = s.next_recipient().await?.expect("a recipient");
+                    let attempts = [
+                        ReplyCode::new(250, "", "not an error"),
+                        ReplyCode::new(650, "", "no such class"),
+                        ReplyCode::permanent(450, "4.0.0", "wrong class for permanent"),
+                        ReplyCode::temporary(550, "5.0.0", "wrong class for temporary"),
+                        ReplyCode::new(550, "4.7.1", "enhanced class differs"),
+                        ReplyCode::new(550, "5.7", "enhanced code too short"),
+                        ReplyCode::new(550, "5.7.1", "line\r\nbreak"),
+                    ];
+                    let refused = attempts.iter().filter(|a| a.is_err()).count();
+                    report(&tx, (refused, attempts.len()));
+                    rcpt.reply(ReplyCode::new(550, "", "no enhanced code")?)?;
+                    Ok(Verdict::Continue)
+                })
+            }))
+            .await;
+            let who = name(&profile);
+            let mut client = harness.client(profile).await;
+            let outcome = client.send_message(&envelope(), MESSAGE).await.unwrap();
+            let (refused, total) = probe.next().await;
+            assert_eq!(refused, total, "{who}");
+            assert_eq!(
+                outcome.rcpts[0].1,
+                Reply::ReplyCode("550 no enhanced code".into()),
+                "{who}"
+            );
+            client.quit().await.expect("quit");
+            harness.stop().await.expect("server stops");
+        }
+    });
+}
