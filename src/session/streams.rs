@@ -18,9 +18,16 @@ use crate::proto::{CommandKind, ReplyCode};
 impl Session {
     /// The next recipient, or `None` once the MTA has moved past RCPT.
     ///
-    /// Fails with [`Error::PhasePassed`] when called after headers began.
+    /// Fails with [`Error::PhasePassed`] when called after headers began. A call that was
+    /// already waiting when the MTA moved on ends with `None`, whatever came next (DATA, or
+    /// a header when DATA is not sent).
     pub async fn next_recipient(&mut self) -> Result<Option<Recipient>, Error> {
-        let mut waited = false;
+        if self.phase >= Phase::Header {
+            return Err(Error::PhasePassed {
+                wanted: Phase::Rcpt,
+                current: self.phase,
+            });
+        }
         loop {
             if let Some((address, seq)) = self.recipients.get(self.rcpt_cursor) {
                 self.rcpt_cursor += 1;
@@ -31,43 +38,34 @@ impl Session {
                     answerable: self.conn.agreed.expects_reply(CommandKind::Rcpt),
                 }));
             }
-            // Only a call made after the fact is an error: waiting, the stream simply ends
-            // at whatever comes next (DATA may be switched off or unknown to the MTA).
-            if self.phase >= Phase::Header && !waited {
-                return Err(Error::PhasePassed {
-                    wanted: Phase::Rcpt,
-                    current: self.phase,
-                });
-            }
             if self.phase > Phase::Rcpt {
                 return Ok(None);
             }
             self.next_event(Phase::Rcpt).await?;
-            waited = true;
         }
     }
 
     /// The next header, or `None` at end of headers.
     ///
-    /// Fails with [`Error::PhasePassed`] once the body has begun.
+    /// Fails with [`Error::PhasePassed`] when called once the body has begun. A call that
+    /// was already waiting when the headers ended returns `None`, whatever came next (end
+    /// of headers, or a body chunk or end of message when those are not sent).
     pub async fn next_header(&mut self) -> Result<Option<HeaderField>, Error> {
-        let mut waited = false;
+        if self.phase >= Phase::Body {
+            return Err(Error::PhasePassed {
+                wanted: Phase::Header,
+                current: self.phase,
+            });
+        }
         loop {
             if let Some(field) = self.headers.get(self.header_cursor) {
                 self.header_cursor += 1;
                 return Ok(Some(field.clone()));
             }
-            if self.phase >= Phase::Body && !waited {
-                return Err(Error::PhasePassed {
-                    wanted: Phase::Header,
-                    current: self.phase,
-                });
-            }
             if self.phase > Phase::Header {
                 return Ok(None);
             }
             self.next_event(Phase::Header).await?;
-            waited = true;
         }
     }
 
