@@ -1,0 +1,209 @@
+//! Splitting an RFC 5322 message into the header fields and body the MTA sends (§2.8, §2.10).
+
+/// The envelope of one message: the sender and recipients with their ESMTP parameters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Envelope {
+    /// The sender as given in MAIL FROM, normally with angle brackets (`<a@b>`, `<>`).
+    pub from: String,
+    /// ESMTP parameters of MAIL FROM, one per element (`SIZE=10`).
+    pub from_args: Vec<String>,
+    /// Recipients with their ESMTP parameters, in RCPT order.
+    pub rcpts: Vec<(String, Vec<String>)>,
+}
+
+impl Envelope {
+    /// An envelope without ESMTP parameters.
+    #[must_use]
+    pub fn new(from: &str, rcpts: &[&str]) -> Self {
+        Self {
+            from: from.to_owned(),
+            from_args: Vec::new(),
+            rcpts: rcpts
+                .iter()
+                .map(|r| ((*r).to_owned(), Vec::new()))
+                .collect(),
+        }
+    }
+}
+
+/// One header field as it appears in a message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderField {
+    /// The name, case preserved, without the colon.
+    pub name: String,
+    /// Everything after the colon, leading whitespace included. Folded lines are joined
+    /// with a bare LF followed by the continuation line's own leading whitespace, as on the
+    /// wire.
+    pub value: String,
+}
+
+impl HeaderField {
+    /// The value without its leading whitespace.
+    #[must_use]
+    pub fn trimmed_value(&self) -> &str {
+        self.value.trim_start_matches([' ', '\t'])
+    }
+
+    /// The value as the MTA sends it in a HEADER packet: exactly one leading space removed
+    /// unless `HDR_LEADSPC` was negotiated.
+    #[must_use]
+    pub fn wire_value(&self, leading_space: bool) -> &str {
+        if leading_space {
+            &self.value
+        } else {
+            self.value.strip_prefix(' ').unwrap_or(&self.value)
+        }
+    }
+}
+
+/// A message split into header fields and a CRLF body.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ParsedMessage {
+    pub(crate) headers: Vec<HeaderField>,
+    pub(crate) body: Vec<u8>,
+}
+
+/// Splits `message` (CRLF or LF line ends) at the first empty line.
+///
+/// A header line is `name:value` with a name of printable ASCII other than the colon; a line
+/// starting with a space or tab continues the previous field. The first line that is neither
+/// ends the header section and starts the body (as Postfix does). Every body line ends in
+/// CRLF afterwards, including a last line that had no line end. Header bytes that are not
+/// UTF-8 are replaced (the test client works with `String` header values).
+pub(crate) fn parse_message(message: &[u8]) -> ParsedMessage {
+    let mut headers: Vec<HeaderField> = Vec::new();
+    let mut rest = message;
+    loop {
+        if rest.is_empty() {
+            return ParsedMessage {
+                headers,
+                body: Vec::new(),
+            };
+        }
+        let (line, next) = split_line(rest);
+        if line.is_empty() {
+            rest = next;
+            break;
+        }
+        if matches!(line.first(), Some(b' ' | b'\t')) {
+            if let Some(last) = headers.last_mut() {
+                last.value.push('\n');
+                last.value.push_str(&String::from_utf8_lossy(line));
+                rest = next;
+                continue;
+            }
+            break;
+        }
+        match header_name(line) {
+            Some((name, value)) => {
+                headers.push(HeaderField {
+                    name: String::from_utf8_lossy(name).into_owned(),
+                    value: String::from_utf8_lossy(value).into_owned(),
+                });
+                rest = next;
+            }
+            None => break,
+        }
+    }
+    ParsedMessage {
+        headers,
+        body: to_crlf(rest, true),
+    }
+}
+
+/// Splits one line off `input`, without its CRLF or LF.
+fn split_line(input: &[u8]) -> (&[u8], &[u8]) {
+    match memchr::memchr(b'\n', input) {
+        Some(end) => {
+            let (line, rest) = input.split_at(end);
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            (line, rest.get(1..).unwrap_or_default())
+        }
+        None => (input, &[]),
+    }
+}
+
+fn header_name(line: &[u8]) -> Option<(&[u8], &[u8])> {
+    let colon = memchr::memchr(b':', line)?;
+    let (name, value) = line.split_at(colon);
+    let valid = !name.is_empty() && name.iter().all(u8::is_ascii_graphic);
+    valid.then(|| (name, value.get(1..).unwrap_or_default()))
+}
+
+/// Converts line ends to CRLF (a bare LF becomes CRLF; an existing CRLF stays). With
+/// `terminate`, a last line without a line end gets CRLF too.
+pub(crate) fn to_crlf(input: &[u8], terminate: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len() + input.len() / 32 + 2);
+    let mut rest = input;
+    while let Some(end) = memchr::memchr(b'\n', rest) {
+        let (line, tail) = rest.split_at(end);
+        out.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
+        out.extend_from_slice(b"\r\n");
+        rest = tail.get(1..).unwrap_or_default();
+    }
+    out.extend_from_slice(rest);
+    if terminate && !rest.is_empty() {
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_headers_and_body_with_lf() {
+        let parsed = parse_message(b"Subject: Hi\nX-A:\tx\n  y\n\nline 1\nline 2");
+        assert_eq!(
+            parsed.headers,
+            vec![
+                HeaderField {
+                    name: "Subject".into(),
+                    value: " Hi".into()
+                },
+                HeaderField {
+                    name: "X-A".into(),
+                    value: "\tx\n  y".into()
+                },
+            ]
+        );
+        assert_eq!(parsed.body, b"line 1\r\nline 2\r\n");
+    }
+
+    #[test]
+    fn crlf_message_keeps_crlf_body() {
+        let parsed = parse_message(b"A: 1\r\n\r\nbody\r\n\r\n");
+        assert_eq!(parsed.headers.len(), 1);
+        assert_eq!(parsed.body, b"body\r\n\r\n");
+    }
+
+    #[test]
+    fn headers_only_and_empty_messages() {
+        assert_eq!(parse_message(b"A: 1\r\n").headers.len(), 1);
+        assert_eq!(parse_message(b"").headers.len(), 0);
+        assert!(parse_message(b"A: 1\r\n\r\n").body.is_empty());
+    }
+
+    #[test]
+    fn a_non_header_line_starts_the_body() {
+        let parsed = parse_message(b"A: 1\nnot a header\nB: 2\n");
+        assert_eq!(parsed.headers.len(), 1);
+        assert_eq!(parsed.body, b"not a header\r\nB: 2\r\n");
+    }
+
+    #[test]
+    fn wire_value_strips_one_space_only() {
+        let field = HeaderField {
+            name: "S".into(),
+            value: "  two".into(),
+        };
+        assert_eq!(field.wire_value(false), " two");
+        assert_eq!(field.wire_value(true), "  two");
+        let tab = HeaderField {
+            name: "S".into(),
+            value: "\tx".into(),
+        };
+        assert_eq!(tab.wire_value(false), "\tx");
+    }
+}
