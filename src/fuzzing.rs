@@ -132,7 +132,6 @@ fn feed_through_spare(data: &[u8]) -> Outcome {
             dst.copy_from_slice(piece);
         }
         spare.commit(take);
-        drop(spare);
         rest = tail;
     }
 }

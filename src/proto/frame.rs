@@ -38,9 +38,23 @@ pub struct Frame {
 }
 
 /// Splits a byte stream into frames.
+///
+/// Frames share the buffer they were read into. The buffer holds the bytes received but not
+/// yet decoded, followed by free space that was zero-filled once when it was added and is
+/// lent again by [`FrameDecoder::spare`] until it is used, so a read that finds nothing to
+/// read costs no filling. When the free space runs out, the decoder first reclaims its buffer
+/// in place, then the buffer before it (frames handed out from it, such as the previous body
+/// chunk, have usually been dropped by then); only if both are still shared does it allocate.
 #[derive(Debug)]
 pub struct FrameDecoder {
+    /// `[..filled]`: received bytes; `[filled..]`: free space, already initialised.
     buf: BytesMut,
+    filled: usize,
+    /// The previous buffer, kept so its storage can be reused once its frames are dropped.
+    previous: BytesMut,
+    /// The most free space asked for so far: new space is made this large at once, so a
+    /// large frame is read in one go once the stream has shown frames of that size.
+    hint: usize,
     max_len: u32,
 }
 
@@ -62,6 +76,9 @@ impl FrameDecoder {
     pub fn with_max_len(max_len: u32) -> Self {
         Self {
             buf: BytesMut::new(),
+            filled: 0,
+            previous: BytesMut::new(),
+            hint: MIN_READ,
             max_len,
         }
     }
@@ -75,12 +92,14 @@ impl FrameDecoder {
     /// Bytes received but not yet returned as frames.
     #[must_use]
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.filled
     }
 
     /// Appends received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.truncate(self.filled);
         self.buf.extend_from_slice(bytes);
+        self.filled = self.buf.len();
     }
 
     /// How many more bytes complete the frame at the front (at least one).
@@ -91,16 +110,16 @@ impl FrameDecoder {
         match self.announced_len() {
             Some(len) => (len as usize)
                 .saturating_add(4)
-                .saturating_sub(self.buf.len())
+                .saturating_sub(self.filled)
                 .max(1),
-            None => 4 - self.buf.len(),
+            None => 4 - self.filled,
         }
     }
 
     /// Lends free space at the end of the buffer to read into, sized for the frame at the front.
     ///
     /// Write into the returned guard, then [`Spare::commit`] the number of bytes written;
-    /// uncommitted space is given back when the guard drops.
+    /// uncommitted space stays free for the next call, so lending it again costs nothing.
     ///
     /// The size never exceeds the maximum frame length (or 4 KiB, whichever is larger), even
     /// when the length field at the front announces more: such a frame is refused by
@@ -108,16 +127,45 @@ impl FrameDecoder {
     pub fn spare(&mut self) -> Spare<'_> {
         let cap = (self.max_len as usize).saturating_add(4);
         let want = self.missing().min(cap).max(MIN_READ);
-        let start = self.buf.len();
-        self.buf.resize(start + want, 0);
+        if self.buf.len() - self.filled < want {
+            self.hint = self.hint.max(want);
+            self.make_room(self.hint);
+        }
+        let start = self.filled;
         Spare {
             buf: &mut self.buf,
+            filled: &mut self.filled,
             start,
-            filled: 0,
         }
     }
 
+    /// Makes `want` bytes of free space after the received bytes, reusing storage when it
+    /// can: the buffer itself, else the previous one, and allocating only if both are still
+    /// shared with frames handed out.
+    fn make_room(&mut self, want: usize) {
+        // Old free space is not carried along: it would be copied for nothing.
+        self.buf.truncate(self.filled);
+        if !self.buf.try_reclaim(want) {
+            let needed = self.filled + want;
+            self.previous.clear();
+            let next = if self.previous.try_reclaim(needed) {
+                std::mem::take(&mut self.previous)
+            } else {
+                BytesMut::with_capacity(needed.max(2 * MIN_READ))
+            };
+            let mut old = std::mem::replace(&mut self.buf, next);
+            self.buf.extend_from_slice(&old);
+            old.clear();
+            // Keep the old storage (still shared with frames) for a later reclaim.
+            self.previous = old;
+        }
+        self.buf.resize(self.filled + want, 0);
+    }
+
     fn announced_len(&self) -> Option<u32> {
+        if self.filled < 4 {
+            return None;
+        }
         let head: [u8; 4] = self.buf.get(..4)?.try_into().ok()?;
         Some(u32::from_be_bytes(head))
     }
@@ -140,10 +188,11 @@ impl FrameDecoder {
             });
         }
         let total = (len as usize).saturating_add(4);
-        if self.buf.len() < total {
+        if self.filled < total {
             return Ok(None);
         }
         let frame = self.buf.split_to(total).freeze();
+        self.filled -= total;
         let Some(&kind) = frame.get(4) else {
             return Err(DecodeError::EmptyFrame);
         };
@@ -158,14 +207,15 @@ impl FrameDecoder {
 #[derive(Debug)]
 pub struct Spare<'a> {
     buf: &'a mut BytesMut,
+    filled: &'a mut usize,
     start: usize,
-    filled: usize,
 }
 
 impl Spare<'_> {
-    /// Keeps the first `written` bytes of the space (clamped to its size).
+    /// Keeps the first `written` bytes of the space (clamped to its size); the rest stays
+    /// free for the next read.
     pub fn commit(&mut self, written: usize) {
-        self.filled = written.min(self.buf.len() - self.start);
+        *self.filled = self.start + written.min(self.buf.len() - self.start);
     }
 }
 
@@ -181,12 +231,6 @@ impl std::ops::DerefMut for Spare<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
         let start = self.start;
         self.buf.get_mut(start..).unwrap_or_default()
-    }
-}
-
-impl Drop for Spare<'_> {
-    fn drop(&mut self) {
-        self.buf.truncate(self.start + self.filled);
     }
 }
 
@@ -300,6 +344,23 @@ mod tests {
         let mut decoder = FrameDecoder::new();
         decoder.push(&[0x00, 0x01, 0x00, 0x00]);
         assert_eq!(decoder.spare().len(), 0x1_0000);
+    }
+
+    #[test]
+    fn free_space_survives_a_read_that_brought_nothing() {
+        let mut decoder = FrameDecoder::new();
+        let first = decoder.spare().len();
+        // A read that found nothing (WouldBlock) commits nothing; the next call lends the
+        // same space without filling it again.
+        assert_eq!(decoder.spare().len(), first);
+        assert_eq!(decoder.buffered(), 0);
+        {
+            let mut spare = decoder.spare();
+            spare[..5].copy_from_slice(&[0, 0, 0, 1, b'Q']);
+            spare.commit(5);
+        }
+        assert_eq!(decoder.decode().unwrap().unwrap().kind, b'Q');
+        assert_eq!(decoder.buffered(), 0);
     }
 
     #[test]
