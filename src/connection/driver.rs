@@ -7,17 +7,17 @@
 use std::any::Any;
 use std::future::{Future, poll_fn};
 use std::panic::AssertUnwindSafe;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
+use std::time::Instant;
 
 use futures::FutureExt;
-use futures::future::{Either, select};
 use futures::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use log::{debug, error, info, warn};
 
 use super::answer::{Answer, Decided, after_verdict, while_running};
-use super::config::ConnectionConfig;
+use super::config::{ConnectionConfig, ShutdownSignal};
 use super::error::ConnectionError;
 use crate::proto::{
     Agreed, Byte, Command, CommandKind, Frame, FrameDecoder, MacroStage, ProtocolFlags, Response,
@@ -30,6 +30,7 @@ use crate::session::{
 
 type CallOutput = Result<(Result<Verdict, Error>, Finished), Box<dyn Any + Send>>;
 type FilterFuture = Pin<Box<dyn Future<Output = CallOutput> + Send>>;
+type Timer = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Serves one MTA connection until QUIT, end of stream or a protocol error.
 ///
@@ -47,6 +48,8 @@ where
 {
     let mut driver = Driver {
         decoder: FrameDecoder::with_max_len(config.max_frame_len),
+        read_timer: None,
+        stop: config.shutdown.clone(),
         stream,
         out: Vec::with_capacity(256),
         config,
@@ -77,6 +80,12 @@ where
 struct Driver<S, F: ?Sized> {
     stream: S,
     decoder: FrameDecoder,
+    /// The read timeout's timer. It is armed once and kept across reads (a timer per read
+    /// would cost the runtime a registration and a wake-up each time); when it fires early,
+    /// because the MTA spoke meanwhile, it is armed again for the rest of the silence.
+    read_timer: Option<Timer>,
+    /// The server's shutdown signal, kept so that waiting on it registers only once.
+    stop: Option<ShutdownSignal>,
     out: Vec<u8>,
     config: ConnectionConfig,
     id: u64,
@@ -109,6 +118,12 @@ enum Settled {
 enum Step {
     Settled(Settled),
     Progress,
+}
+
+/// How waiting for bytes ended.
+enum Waited {
+    Read(usize),
+    Stop,
 }
 
 impl<S, F> Driver<S, F>
@@ -282,7 +297,10 @@ where
             return;
         };
         if let Some(queue_id) = find_queue_id(raw) {
-            self.queue_id = Some(queue_id);
+            // Postfix repeats it before every command: keep the copy made the first time.
+            if self.queue_id.as_deref().map(str::as_bytes) != Some(queue_id) {
+                self.queue_id = Some(String::from_utf8_lossy(queue_id).into_owned());
+            }
         }
         let phase = match stage {
             MacroStage::Connect => Phase::Connect,
@@ -385,11 +403,9 @@ where
         } else {
             None
         };
+        // Made only when the filter does not finish at once, which is the common case.
+        let mut timer: Option<Timer> = None;
         loop {
-            let mut timer = match (progress, &self.config.sleep) {
-                (Some(interval), Some(sleep)) => Some(sleep(interval)),
-                _ => None,
-            };
             let step = poll_fn(|cx| {
                 let Some(running) = &mut self.running else {
                     return Poll::Ready(Ok(Step::Settled(Settled::Finished)));
@@ -413,7 +429,8 @@ where
                     Poll::Ready(Err(error)) => return Poll::Ready(Err(ConnectionError::Io(error))),
                     _ => {}
                 }
-                if let Some(timer) = &mut timer {
+                if let (Some(interval), Some(sleep)) = (progress, &self.config.sleep) {
+                    let timer = timer.get_or_insert_with(|| sleep(interval));
                     if timer.as_mut().poll(cx).is_ready() {
                         return Poll::Ready(Ok(Step::Progress));
                     }
@@ -424,6 +441,7 @@ where
             match step {
                 Step::Settled(settled) => return Ok(settled),
                 Step::Progress => {
+                    timer = None;
                     debug!(
                         "connection {}: filter still working, sending PROGRESS",
                         self.id
@@ -538,34 +556,60 @@ where
             if let Some(frame) = self.decoder.decode()? {
                 return Ok(Some(frame));
             }
-            let timer = match (self.config.read_timeout, &self.config.sleep) {
-                (Some(timeout), Some(sleep)) => sleep(timeout),
-                _ => Box::pin(std::future::pending()),
-            };
-            // Between messages a shutdown closes the connection; inside one it waits.
-            let stop = match (&self.config.shutdown, self.in_transaction) {
-                (Some(signal), false) => Either::Left(signal.clone()),
-                _ => Either::Right(std::future::pending()),
-            };
-            let read = poll_fn(|cx| self.poll_read_more(cx));
-            let n = match select(pin!(read), select(timer, stop)).await {
-                Either::Left((result, _)) => result?,
-                Either::Right((Either::Left(((), _)), _)) => return Err(ConnectionError::Timeout),
-                Either::Right((Either::Right(((), _)), _)) => {
+            let since = Instant::now();
+            match poll_fn(|cx| self.poll_wait_read(cx, since)).await? {
+                Waited::Read(0) => {
+                    if self.decoder.buffered() > 0 {
+                        warn!("connection {}: stream ended inside a frame", self.id);
+                    }
+                    return Ok(None);
+                }
+                Waited::Read(_) => {}
+                Waited::Stop => {
                     debug!("connection {}: closing for shutdown", self.id);
                     return Ok(None);
                 }
-            };
-            if n == 0 {
-                if self.decoder.buffered() > 0 {
-                    warn!("connection {}: stream ended inside a frame", self.id);
-                }
-                return Ok(None);
             }
         }
     }
 
-    fn poll_read_more(&mut self, cx: &mut std::task::Context<'_>) -> Poll<std::io::Result<usize>> {
+    /// Waits for bytes, a shutdown between messages, or the read timeout (counted from
+    /// `since`, when the wait began).
+    fn poll_wait_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        since: Instant,
+    ) -> Poll<Result<Waited, ConnectionError>> {
+        if let Poll::Ready(result) = self.poll_read_more(cx) {
+            return Poll::Ready(result.map(Waited::Read).map_err(ConnectionError::Io));
+        }
+        // Between messages a shutdown closes the connection; inside one it waits.
+        if !self.in_transaction {
+            if let Some(stop) = &mut self.stop {
+                if Pin::new(stop).poll(cx).is_ready() {
+                    return Poll::Ready(Ok(Waited::Stop));
+                }
+            }
+        }
+        if let (Some(timeout), Some(sleep)) = (self.config.read_timeout, &self.config.sleep) {
+            loop {
+                let timer = self.read_timer.get_or_insert_with(|| sleep(timeout));
+                if timer.as_mut().poll(cx).is_pending() {
+                    break;
+                }
+                match timeout.checked_sub(since.elapsed()) {
+                    Some(rest) if !rest.is_zero() => self.read_timer = Some(sleep(rest)),
+                    _ => {
+                        self.read_timer = None;
+                        return Poll::Ready(Err(ConnectionError::Timeout));
+                    }
+                }
+            }
+        }
+        Poll::Pending
+    }
+
+    fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
         let mut spare = self.decoder.spare();
         match Pin::new(&mut self.stream).poll_read(cx, &mut spare) {
             Poll::Ready(Ok(n)) => {
@@ -578,7 +622,7 @@ where
 
     /// Reads ahead while the filter is busy, only to notice a closed connection; frames
     /// stay buffered for later, up to one maximum frame.
-    fn poll_read_ahead(&mut self, cx: &mut std::task::Context<'_>) -> Poll<std::io::Result<usize>> {
+    fn poll_read_ahead(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
         if self.decoder.buffered() > self.decoder.max_len() as usize + 4 {
             return Poll::Pending;
         }
@@ -587,11 +631,11 @@ where
 }
 
 /// The value of macro `i` in a MACRO packet's pairs, if present.
-fn find_queue_id(raw: &[u8]) -> Option<String> {
+fn find_queue_id(raw: &[u8]) -> Option<&[u8]> {
     let mut parts = raw.split(|&b| b == 0);
     while let (Some(name), Some(value)) = (parts.next(), parts.next()) {
         if (name == b"i" || name == b"{i}") && !value.is_empty() {
-            return Some(String::from_utf8_lossy(value).into_owned());
+            return Some(value);
         }
     }
     None
