@@ -23,8 +23,11 @@ pub const MAX_BODY_CHUNK: usize = 65_535;
 /// Bytes before the payload: the length field and the code byte.
 pub const FRAME_HEADER_LEN: usize = 5;
 
-/// Smallest read the decoder asks for, so small frames arrive several at a time.
+/// Smallest free space the decoder makes, so small frames arrive several at a time.
 const MIN_READ: usize = 4 * 1024;
+
+/// Free space below this is not lent for another read: new space is made instead.
+const MIN_SPARE: usize = 1024;
 
 /// One packet: its code byte and its payload.
 ///
@@ -121,14 +124,19 @@ impl FrameDecoder {
     /// Write into the returned guard, then [`Spare::commit`] the number of bytes written;
     /// uncommitted space stays free for the next call, so lending it again costs nothing.
     ///
-    /// The size never exceeds the maximum frame length (or 4 KiB, whichever is larger), even
+    /// The space holds at least the rest of the frame at the front (up to the maximum frame
+    /// length) and at least 1 KiB. It never exceeds the maximum frame length (or 4 KiB,
+    /// whichever is larger), even
     /// when the length field at the front announces more: such a frame is refused by
     /// [`FrameDecoder::decode`], so its announced length must not decide what is allocated.
     pub fn spare(&mut self) -> Spare<'_> {
         let cap = (self.max_len as usize).saturating_add(4);
-        let want = self.missing().min(cap).max(MIN_READ);
-        if self.buf.len() - self.filled < want {
-            self.hint = self.hint.max(want);
+        let need = self.missing().min(cap);
+        // What is left of the free space is lent as long as it holds the rest of the front
+        // frame and is not tiny; new space is made only then, so it is filled once per
+        // buffer's worth of traffic rather than once per read.
+        if self.buf.len() - self.filled < need.max(MIN_SPARE) {
+            self.hint = self.hint.max(need.max(MIN_READ));
             self.make_room(self.hint);
         }
         let start = self.filled;
@@ -361,6 +369,21 @@ mod tests {
         }
         assert_eq!(decoder.decode().unwrap().unwrap().kind, b'Q');
         assert_eq!(decoder.buffered(), 0);
+    }
+
+    #[test]
+    fn small_reads_use_up_the_free_space_before_new_space_is_made() {
+        let mut decoder = FrameDecoder::new();
+        let mut lent = Vec::new();
+        for _ in 0..3 {
+            let mut spare = decoder.spare();
+            lent.push(spare.len());
+            spare[..6].copy_from_slice(&[0, 0, 0, 2, b'H', b'x']);
+            spare.commit(6);
+            assert_eq!(decoder.decode().unwrap().unwrap().kind, b'H');
+        }
+        // The same space, six bytes further on each time: nothing was made (or filled) anew.
+        assert_eq!(lent, [MIN_READ, MIN_READ - 6, MIN_READ - 12]);
     }
 
     #[test]
