@@ -46,6 +46,8 @@ type Result<T, E = BoxError> = std::result::Result<T, E>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Impl {
     Ours,
+    /// The library's driver on tokio's current-thread runtime (`examples/bench.rs --tokio`).
+    OursTokio,
     Floor,
     Libmilter,
 }
@@ -61,6 +63,8 @@ impl ServerKind {
         match (self.imp, self.no_reply) {
             (Impl::Ours, false) => "async-milter",
             (Impl::Ours, true) => "async-milter no-reply",
+            (Impl::OursTokio, false) => "async-milter on tokio",
+            (Impl::OursTokio, true) => "async-milter on tokio no-reply",
             (Impl::Floor, false) => "wire floor",
             (Impl::Floor, true) => "wire floor no-reply",
             (Impl::Libmilter, false) => "libmilter (C)",
@@ -72,6 +76,8 @@ impl ServerKind {
         match (self.imp, self.no_reply) {
             (Impl::Ours, false) => "ours",
             (Impl::Ours, true) => "ours-nr",
+            (Impl::OursTokio, false) => "ours-tokio",
+            (Impl::OursTokio, true) => "ours-tokio-nr",
             (Impl::Floor, false) => "floor",
             (Impl::Floor, true) => "floor-nr",
             (Impl::Libmilter, false) => "libmilter",
@@ -120,6 +126,10 @@ impl Server {
         let spec = format!("inet:{port}@127.0.0.1");
         let (program, mut args) = match kind.imp {
             Impl::Ours => (bins.ours.clone(), vec![spec, "--stats-stdin".to_owned()]),
+            Impl::OursTokio => (
+                bins.ours.clone(),
+                vec![spec, "--stats-stdin".to_owned(), "--tokio".to_owned()],
+            ),
             Impl::Floor => (bins.floor.clone(), vec![spec, "--stats-stdin".to_owned()]),
             Impl::Libmilter => (
                 bins.libmilter.clone().ok_or("libmilter filter not built")?,
@@ -1115,37 +1125,31 @@ fn main() -> Result<()> {
 
     let mut notes = Vec::new();
     let bins = build(&mut notes)?;
-    let mut servers = vec![
-        ServerKind {
-            imp: Impl::Floor,
-            no_reply: false,
-        },
-        ServerKind {
-            imp: Impl::Ours,
-            no_reply: false,
-        },
-        ServerKind {
-            imp: Impl::Floor,
-            no_reply: true,
-        },
-        ServerKind {
-            imp: Impl::Ours,
-            no_reply: true,
-        },
-    ];
-    if bins.libmilter.is_some() {
-        servers.push(ServerKind {
-            imp: Impl::Libmilter,
-            no_reply: false,
-        });
-        servers.push(ServerKind {
-            imp: Impl::Libmilter,
-            no_reply: true,
-        });
-    }
-    if let Ok(list) = std::env::var("BENCH_SERVERS") {
-        servers.retain(|s| list.split(',').any(|x| x.trim() == s.short()));
-    }
+    // Every server, in the order of the tables; the last one runs only when asked for.
+    let all: Vec<ServerKind> = [
+        (Impl::Floor, false),
+        (Impl::Ours, false),
+        (Impl::OursTokio, false),
+        (Impl::Floor, true),
+        (Impl::Ours, true),
+        (Impl::Libmilter, false),
+        (Impl::Libmilter, true),
+        (Impl::OursTokio, true),
+    ]
+    .into_iter()
+    .map(|(imp, no_reply)| ServerKind { imp, no_reply })
+    .filter(|s| s.imp != Impl::Libmilter || bins.libmilter.is_some())
+    .collect();
+    let servers: Vec<ServerKind> = match std::env::var("BENCH_SERVERS") {
+        Ok(list) => all
+            .into_iter()
+            .filter(|s| list.split(',').any(|x| x.trim() == s.short()))
+            .collect(),
+        Err(_) => all
+            .into_iter()
+            .filter(|s| !(s.imp == Impl::OursTokio && s.no_reply))
+            .collect(),
+    };
     // Pin after building, so the build keeps every core.
     pin(cpu)?;
     if !which("taskset") {
