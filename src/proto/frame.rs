@@ -137,13 +137,32 @@ impl FrameDecoder {
         // buffer's worth of traffic rather than once per read.
         if self.buf.len() - self.filled < need.max(MIN_SPARE) {
             self.hint = self.hint.max(need.max(MIN_READ));
-            self.make_room(self.hint);
+            // Once large frames have been seen, room for one plus the small frames around it
+            // (Postfix sends a MACRO packet before each body chunk).
+            let room = if self.hint > MIN_READ {
+                self.hint + MIN_READ
+            } else {
+                self.hint
+            };
+            self.make_room(room);
         }
+        // With large frames about, a read stops where a large frame ends and takes at most
+        // MIN_READ while the next length is unknown, so a frame cut by the end of the space
+        // is short when it has to move to new space.
+        let lend = if need > MIN_READ {
+            need
+        } else if self.hint > MIN_READ && self.announced_len().is_none() {
+            MIN_READ
+        } else {
+            usize::MAX
+        };
         let start = self.filled;
+        let end = start + (self.buf.len() - start).min(lend);
         Spare {
             buf: &mut self.buf,
             filled: &mut self.filled,
             start,
+            end,
         }
     }
 
@@ -159,7 +178,8 @@ impl FrameDecoder {
             let next = if self.previous.try_reclaim(needed) {
                 std::mem::take(&mut self.previous)
             } else {
-                BytesMut::with_capacity(needed.max(2 * MIN_READ))
+                // Slack for a cut frame, so this storage can be reclaimed for the same room.
+                BytesMut::with_capacity(needed.max(want + MIN_READ))
             };
             let mut old = std::mem::replace(&mut self.buf, next);
             self.buf.extend_from_slice(&old);
@@ -217,13 +237,14 @@ pub struct Spare<'a> {
     buf: &'a mut BytesMut,
     filled: &'a mut usize,
     start: usize,
+    end: usize,
 }
 
 impl Spare<'_> {
     /// Keeps the first `written` bytes of the space (clamped to its size); the rest stays
     /// free for the next read.
     pub fn commit(&mut self, written: usize) {
-        *self.filled = self.start + written.min(self.buf.len() - self.start);
+        *self.filled = self.start + written.min(self.end - self.start);
     }
 }
 
@@ -231,14 +252,14 @@ impl std::ops::Deref for Spare<'_> {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
-        self.buf.get(self.start..).unwrap_or_default()
+        self.buf.get(self.start..self.end).unwrap_or_default()
     }
 }
 
 impl std::ops::DerefMut for Spare<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
-        let start = self.start;
-        self.buf.get_mut(start..).unwrap_or_default()
+        let (start, end) = (self.start, self.end);
+        self.buf.get_mut(start..end).unwrap_or_default()
     }
 }
 
