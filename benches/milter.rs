@@ -49,6 +49,8 @@ enum Impl {
     /// The library's driver on tokio's current-thread runtime (`examples/bench.rs --tokio`).
     OursTokio,
     Floor,
+    /// The floor's parser as async-std tasks (`examples/bench_floor.rs --async-std`).
+    FloorAsyncStd,
     Libmilter,
 }
 
@@ -67,6 +69,8 @@ impl ServerKind {
             (Impl::OursTokio, true) => "async-milter on tokio no-reply",
             (Impl::Floor, false) => "wire floor",
             (Impl::Floor, true) => "wire floor no-reply",
+            (Impl::FloorAsyncStd, false) => "wire floor on async-std",
+            (Impl::FloorAsyncStd, true) => "wire floor on async-std no-reply",
             (Impl::Libmilter, false) => "libmilter (C)",
             (Impl::Libmilter, true) => "libmilter (C) no-reply",
         }
@@ -80,6 +84,8 @@ impl ServerKind {
             (Impl::OursTokio, true) => "ours-tokio-nr",
             (Impl::Floor, false) => "floor",
             (Impl::Floor, true) => "floor-nr",
+            (Impl::FloorAsyncStd, false) => "floor-async-std",
+            (Impl::FloorAsyncStd, true) => "floor-async-std-nr",
             (Impl::Libmilter, false) => "libmilter",
             (Impl::Libmilter, true) => "libmilter-nr",
         }
@@ -131,6 +137,10 @@ impl Server {
                 vec![spec, "--stats-stdin".to_owned(), "--tokio".to_owned()],
             ),
             Impl::Floor => (bins.floor.clone(), vec![spec, "--stats-stdin".to_owned()]),
+            Impl::FloorAsyncStd => (
+                bins.floor.clone(),
+                vec![spec, "--stats-stdin".to_owned(), "--async-std".to_owned()],
+            ),
             Impl::Libmilter => (
                 bins.libmilter.clone().ok_or("libmilter filter not built")?,
                 vec![spec],
@@ -343,20 +353,20 @@ impl Params {
     fn full() -> Self {
         Self {
             reps: 5,
-            w1_warm: 300,
-            w1_msgs: 3000,
+            w1_warm: 200,
+            w1_msgs: 2000,
             w2_conns: 64,
-            w2_warm: 3,
-            w2_msgs: 50,
+            w2_warm: 2,
+            w2_msgs: 30,
             w3_conns: 8,
             w3_warm: 1,
-            w3_msgs: 6,
+            w3_msgs: 5,
             w4_warm: 50,
             w4_conns: 1000,
             w4_parallel: 16,
             w5_conns: 10_000,
             w5_parallel: 64,
-            budget: Duration::from_secs(3),
+            budget: Duration::from_secs(2),
         }
     }
 
@@ -856,7 +866,10 @@ fn machine() -> String {
         .find_map(|l| l.strip_prefix("model name"))
         .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
         .unwrap_or_default();
-    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let cores = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
     let mem = std::fs::read_to_string("/proc/meminfo")
         .unwrap_or_default()
         .lines()
@@ -1128,12 +1141,14 @@ fn main() -> Result<()> {
     // Every server, in the order of the tables; the last one runs only when asked for.
     let all: Vec<ServerKind> = [
         (Impl::Floor, false),
+        (Impl::FloorAsyncStd, false),
         (Impl::Ours, false),
         (Impl::OursTokio, false),
         (Impl::Floor, true),
         (Impl::Ours, true),
         (Impl::Libmilter, false),
         (Impl::Libmilter, true),
+        (Impl::FloorAsyncStd, true),
         (Impl::OursTokio, true),
     ]
     .into_iter()
@@ -1147,7 +1162,7 @@ fn main() -> Result<()> {
             .collect(),
         Err(_) => all
             .into_iter()
-            .filter(|s| !(s.imp == Impl::OursTokio && s.no_reply))
+            .filter(|s| !(matches!(s.imp, Impl::OursTokio | Impl::FloorAsyncStd) && s.no_reply))
             .collect(),
     };
     // Pin after building, so the build keeps every core.

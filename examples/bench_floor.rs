@@ -10,7 +10,12 @@
 //! answers nothing where a no-reply flag was agreed.
 //!
 //! Run: `cargo run --release --example bench_floor [inet:PORT@ADDR] [--no-reply]
-//! [--stats-stdin]` (standard input as in `examples/bench.rs`).
+//! [--async-std] [--stats-stdin]` (standard input as in `examples/bench.rs`).
+//!
+//! `--async-std`: the same parser and answers, but each connection is an async-std task
+//! reading and writing through async-std's reactor, as the library's server does: the
+//! difference to the epoll loop is the runtime's cost per wake-up, the difference to the
+//! library is the library's own.
 
 use std::alloc::System;
 use std::io::{ErrorKind, Read, Write};
@@ -47,9 +52,16 @@ const CONTINUE: [u8; 5] = [0, 0, 0, 1, b'c'];
 /// ADDHEADER "X-Bench" "1", then ACCEPT.
 const END_OF_MESSAGE: &[u8] = b"\0\0\0\x0bhX-Bench\x001\x00\0\0\0\x01a";
 
-/// What a connection has parsed so far of the frame at the front.
+/// A connection: its socket, its parser, output the socket did not take at once.
 struct Conn {
     stream: TcpStream,
+    parser: Parser,
+    /// Output the socket did not take at once (rare; allocated only then).
+    unsent: Vec<u8>,
+}
+
+/// What a connection has parsed so far of the frame at the front.
+struct Parser {
     head: [u8; 5],
     head_len: u8,
     /// Payload bytes of the current frame still to come.
@@ -58,8 +70,6 @@ struct Conn {
     optneg_len: u8,
     /// Agreed protocol flags.
     protocol: u32,
-    /// Output the socket did not take at once (rare; allocated only then).
-    unsent: Vec<u8>,
 }
 
 enum Next {
@@ -67,17 +77,15 @@ enum Next {
     Close,
 }
 
-impl Conn {
-    fn new(stream: TcpStream) -> Self {
+impl Parser {
+    fn new() -> Self {
         Self {
-            stream,
             head: [0; 5],
             head_len: 0,
             remaining: 0,
             optneg: [0; 12],
             optneg_len: 0,
             protocol: 0,
-            unsent: Vec::new(),
         }
     }
 
@@ -166,6 +174,16 @@ impl Conn {
         }
         Next::Keep
     }
+}
+
+impl Conn {
+    fn new(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            parser: Parser::new(),
+            unsent: Vec::new(),
+        }
+    }
 
     /// Writes what is pending; false if the connection is gone.
     fn write(&mut self, out: &[u8]) -> bool {
@@ -211,12 +229,16 @@ fn main() -> std::io::Result<()> {
     let mut spec = "inet:7357@127.0.0.1".to_owned();
     let mut wanted = NO_UNKNOWN | SKIP;
     let mut stats_stdin = false;
+    let mut on_async_std = false;
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
             "--no-reply" => wanted |= NR_HDR | NR_EOH | NR_BODY,
             "--stats-stdin" => stats_stdin = true,
+            "--async-std" => on_async_std = true,
             _ if arg.starts_with("--") => {
-                eprintln!("usage: bench_floor [inet:PORT@ADDR] [--no-reply] [--stats-stdin]");
+                eprintln!(
+                    "usage: bench_floor [inet:PORT@ADDR] [--no-reply] [--async-std] [--stats-stdin]"
+                );
                 std::process::exit(2);
             }
             _ => spec = arg,
@@ -226,6 +248,12 @@ fn main() -> std::io::Result<()> {
         eprintln!("bench_floor: only inet:PORT@ADDR sockets are supported");
         std::process::exit(2);
     };
+    if stats_stdin && on_async_std {
+        std::thread::spawn(stats_on_stdin);
+    }
+    if on_async_std {
+        return serve_on_async_std(addr, wanted);
+    }
 
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(1024);
@@ -307,7 +335,9 @@ fn main() -> std::io::Result<()> {
                                     break;
                                 }
                                 Ok(n) => {
-                                    if let Next::Close = conn.feed(&buf[..n], &mut out, wanted) {
+                                    if let Next::Close =
+                                        conn.parser.feed(&buf[..n], &mut out, wanted)
+                                    {
                                         open = false;
                                         break;
                                     }
@@ -341,4 +371,74 @@ fn main() -> std::io::Result<()> {
             }
         }
     }
+}
+
+/// Answers each line on standard input with the heap counters; exits at end of input.
+fn stats_on_stdin() {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match std::io::stdin().read_line(&mut line) {
+            Ok(0) | Err(_) => std::process::exit(0),
+            Ok(_) => {
+                let mut stdout = std::io::stdout().lock();
+                let _ = writeln!(stdout, "{}", stats_line());
+                let _ = stdout.flush();
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// One read buffer per thread, borrowed only inside a poll (never across an await).
+    static READ_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; 64 * 1024]);
+}
+
+/// The floor's parser on async-std: a task per connection, the runtime's reactor for I/O.
+fn serve_on_async_std(addr: SocketAddr, wanted: u32) -> std::io::Result<()> {
+    use futures::io::{AsyncRead, AsyncWriteExt};
+
+    async_std::task::block_on(async move {
+        let listener = async_std::net::TcpListener::bind(addr).await?;
+        println!(
+            "listening inet:{}@{}",
+            listener.local_addr()?.port(),
+            addr.ip()
+        );
+        std::io::stdout().flush()?;
+        loop {
+            let (mut stream, _) = listener.accept().await?;
+            stream.set_nodelay(true)?;
+            async_std::task::spawn(async move {
+                let mut parser = Parser::new();
+                let mut out = Vec::with_capacity(256);
+                loop {
+                    let next = std::future::poll_fn(|cx| {
+                        READ_BUF.with(|buf| {
+                            let mut buf = buf.borrow_mut();
+                            match std::pin::Pin::new(&mut stream).poll_read(cx, &mut buf) {
+                                std::task::Poll::Ready(Ok(0) | Err(_)) => {
+                                    std::task::Poll::Ready(Next::Close)
+                                }
+                                std::task::Poll::Ready(Ok(n)) => {
+                                    std::task::Poll::Ready(parser.feed(&buf[..n], &mut out, wanted))
+                                }
+                                std::task::Poll::Pending => std::task::Poll::Pending,
+                            }
+                        })
+                    })
+                    .await;
+                    if !out.is_empty() {
+                        if stream.write_all(&out).await.is_err() {
+                            return;
+                        }
+                        out.clear();
+                    }
+                    if let Next::Close = next {
+                        return;
+                    }
+                }
+            });
+        }
+    })
 }
