@@ -25,7 +25,7 @@ use crate::proto::{
 };
 use crate::session::{
     ConnectionData, EditQueue, Error, Event, Filter, Finished, HeaderLayout, Mailbox, Phase,
-    Session, SharedMailbox, Verdict, lock,
+    Recycled, Session, SharedMailbox, Verdict, lock,
 };
 
 type CallOutput = Result<(Result<Verdict, Error>, Finished), Box<dyn Any + Send>>;
@@ -61,6 +61,7 @@ where
         decided: None,
         edits: None,
         call_started: false,
+        recycled: None,
         message_no: 0,
         in_transaction: false,
         queue_id: None,
@@ -96,6 +97,8 @@ struct Driver<S, F: ?Sized> {
     decided: Option<Decided>,
     edits: Option<EditQueue>,
     call_started: bool,
+    /// Storage the last finished session left for the next one.
+    recycled: Option<Recycled>,
     message_no: u64,
     in_transaction: bool,
     /// The MTA's queue id (macro `i`) for log lines, once sent.
@@ -255,7 +258,8 @@ where
         } else {
             Phase::Start
         };
-        let session = Session::new(self.mailbox.clone(), conn, self.message_no, phase);
+        let recycled = self.recycled.take().unwrap_or_default();
+        let session = Session::new(self.mailbox.clone(), conn, self.message_no, phase, recycled);
         let filter = self.filter.clone();
         let call = async move {
             let mut session = session;
@@ -456,12 +460,17 @@ where
     fn record_outcome(&mut self, output: CallOutput) {
         let id = self.id;
         let (verdict, edits, message_only) = match output {
-            Ok((Ok(verdict), finished)) => (verdict, Some(finished.edits), false),
-            Ok((Err(Error::Aborted), _)) => {
+            Ok((Ok(verdict), finished)) => {
+                self.recycled = Some(finished.recycled);
+                (verdict, Some(finished.edits), false)
+            }
+            Ok((Err(Error::Aborted), finished)) => {
+                self.recycled = Some(finished.recycled);
                 debug!("connection {id}: filter returned after abort");
                 (Verdict::Continue, None, true)
             }
-            Ok((Err(error), _)) => {
+            Ok((Err(error), finished)) => {
+                self.recycled = Some(finished.recycled);
                 error!(
                     "connection {id}: filter failed: {error}; answering {:?}",
                     self.config.error_verdict
