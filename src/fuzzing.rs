@@ -26,7 +26,7 @@ use crate::proto::{Agreed, CommandKind, NegotiateError, ResponseKind, WireStr, e
 /// Largest frame the `frame` target's decoder accepts: small, so oversize lengths are common.
 pub const FRAME_TARGET_MAX_LEN: u32 = 4096;
 
-/// Smallest read [`FrameDecoder::spare`] lends (its documented lower bound).
+/// Space [`FrameDecoder::spare`] makes at least, so the most it lends for small frames.
 const SPARE_MIN: usize = 4096;
 
 /// Builds the bytes of one frame: length, code byte, payload.
@@ -132,7 +132,6 @@ fn feed_through_spare(data: &[u8]) -> Outcome {
             dst.copy_from_slice(piece);
         }
         spare.commit(take);
-        drop(spare);
         rest = tail;
     }
 }

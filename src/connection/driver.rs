@@ -9,14 +9,15 @@ use std::future::{Future, poll_fn};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
+use std::time::Instant;
 
 use futures::FutureExt;
 use futures::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use log::{debug, error, info, warn};
 
 use super::answer::{Answer, Decided, after_verdict, while_running};
-use super::config::ConnectionConfig;
+use super::config::{ConnectionConfig, ShutdownSignal};
 use super::error::ConnectionError;
 use crate::proto::{
     Agreed, Byte, Command, CommandKind, Frame, FrameDecoder, MacroStage, ProtocolFlags, Response,
@@ -24,11 +25,12 @@ use crate::proto::{
 };
 use crate::session::{
     ConnectionData, EditQueue, Error, Event, Filter, Finished, HeaderLayout, Mailbox, Phase,
-    Session, SharedMailbox, Verdict, lock,
+    Recycled, Session, SharedMailbox, Verdict, lock,
 };
 
 type CallOutput = Result<(Result<Verdict, Error>, Finished), Box<dyn Any + Send>>;
 type FilterFuture = Pin<Box<dyn Future<Output = CallOutput> + Send>>;
+type Timer = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Serves one MTA connection until QUIT, end of stream or a protocol error.
 ///
@@ -46,6 +48,8 @@ where
 {
     let mut driver = Driver {
         decoder: FrameDecoder::with_max_len(config.max_frame_len),
+        read_timer: None,
+        stop: config.shutdown.clone(),
         stream,
         out: Vec::with_capacity(256),
         config,
@@ -57,6 +61,7 @@ where
         decided: None,
         edits: None,
         call_started: false,
+        recycled: None,
         message_no: 0,
         transaction: Transaction::Closed,
         queue_id: None,
@@ -76,6 +81,12 @@ where
 struct Driver<S, F: ?Sized> {
     stream: S,
     decoder: FrameDecoder,
+    /// The read timeout's timer. It is armed once and kept across reads (a timer per read
+    /// would cost the runtime a registration and a wake-up each time); when it fires early,
+    /// because the MTA spoke meanwhile, it is armed again for the rest of the silence.
+    read_timer: Option<Timer>,
+    /// The server's shutdown signal, kept so that waiting on it registers only once.
+    stop: Option<ShutdownSignal>,
     out: Vec<u8>,
     config: ConnectionConfig,
     id: u64,
@@ -86,6 +97,8 @@ struct Driver<S, F: ?Sized> {
     decided: Option<Decided>,
     edits: Option<EditQueue>,
     call_started: bool,
+    /// Storage the last finished session left for the next one.
+    recycled: Option<Recycled>,
     message_no: u64,
     transaction: Transaction,
     /// The MTA's queue id (macro `i`) for log lines, once sent.
@@ -120,6 +133,12 @@ enum Settled {
 enum Step {
     Settled(Settled),
     Progress,
+}
+
+/// How waiting for bytes ended.
+enum Waited {
+    Read(usize),
+    Stop,
 }
 
 impl<S, F> Driver<S, F>
@@ -275,7 +294,8 @@ where
         } else {
             Phase::Start
         };
-        let session = Session::new(self.mailbox.clone(), conn, self.message_no, phase);
+        let recycled = self.recycled.take().unwrap_or_default();
+        let session = Session::new(self.mailbox.clone(), conn, self.message_no, phase, recycled);
         let filter = self.filter.clone();
         let call = async move {
             let mut session = session;
@@ -317,6 +337,7 @@ where
             return;
         };
         if let Some(queue_id) = find_queue_id(raw) {
+            // Postfix repeats it before every command: keep the copy made the first time.
             if self.queue_id.as_deref().map(str::as_bytes) != Some(queue_id) {
                 self.queue_id = Some(String::from_utf8_lossy(queue_id).into_owned());
             }
@@ -428,11 +449,9 @@ where
         } else {
             None
         };
+        // Made only when the filter does not finish at once, which is the common case.
+        let mut timer: Option<Timer> = None;
         loop {
-            let mut timer = match (progress, &self.config.sleep) {
-                (Some(interval), Some(sleep)) => Some(sleep(interval)),
-                _ => None,
-            };
             let step = poll_fn(|cx| {
                 let Some(running) = &mut self.running else {
                     return Poll::Ready(Ok(Step::Settled(Settled::Finished)));
@@ -461,7 +480,8 @@ where
                         Poll::Pending => break,
                     }
                 }
-                if let Some(timer) = &mut timer {
+                if let (Some(interval), Some(sleep)) = (progress, &self.config.sleep) {
+                    let timer = timer.get_or_insert_with(|| sleep(interval));
                     if timer.as_mut().poll(cx).is_ready() {
                         return Poll::Ready(Ok(Step::Progress));
                     }
@@ -472,6 +492,7 @@ where
             match step {
                 Step::Settled(settled) => return Ok(settled),
                 Step::Progress => {
+                    timer = None;
                     debug!(
                         "connection {}: filter still working, sending PROGRESS",
                         self.id
@@ -486,12 +507,17 @@ where
     fn record_outcome(&mut self, output: CallOutput) {
         let id = self.id;
         let (verdict, edits, message_only) = match output {
-            Ok((Ok(verdict), finished)) => (verdict, Some(finished.edits), false),
-            Ok((Err(Error::Aborted), _)) => {
+            Ok((Ok(verdict), finished)) => {
+                self.recycled = Some(finished.recycled);
+                (verdict, Some(finished.edits), false)
+            }
+            Ok((Err(Error::Aborted), finished)) => {
+                self.recycled = Some(finished.recycled);
                 debug!("connection {id}: filter returned after abort");
                 (Verdict::Continue, None, true)
             }
-            Ok((Err(error), _)) => {
+            Ok((Err(error), finished)) => {
+                self.recycled = Some(finished.recycled);
                 error!(
                     "connection {id}: filter failed: {error}; answering {:?}",
                     self.config.error_verdict
@@ -590,56 +616,37 @@ where
         if let Some(frame) = self.decoder.decode()? {
             return Ok(Some(frame));
         }
-        let mut timer: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = None;
-        let mut stop = if self.in_transaction() {
-            None
-        } else {
-            self.config.shutdown.clone()
-        };
+        let since = Instant::now();
         poll_fn(|cx| {
             self.poll_idle_filter(cx);
             loop {
-                match self.poll_read_more(cx) {
-                    Poll::Ready(Ok(0)) => {
+                match self.poll_wait_read(cx, since) {
+                    Poll::Ready(Ok(Waited::Read(0))) => {
                         if self.decoder.buffered() > 0 {
                             warn!("connection {}: stream ended inside a frame", self.id);
                         }
                         return Poll::Ready(Ok(None));
                     }
-                    Poll::Ready(Ok(_)) => match self.decoder.decode() {
+                    Poll::Ready(Ok(Waited::Read(_))) => match self.decoder.decode() {
                         Ok(Some(frame)) => return Poll::Ready(Ok(Some(frame))),
                         Ok(None) => {}
                         Err(error) => return Poll::Ready(Err(error.into())),
                     },
-                    Poll::Ready(Err(error)) => return Poll::Ready(Err(error.into())),
-                    Poll::Pending => break,
+                    Poll::Ready(Ok(Waited::Stop)) => {
+                        debug!("connection {}: closing for shutdown", self.id);
+                        return Poll::Ready(Ok(None));
+                    }
+                    Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                    Poll::Pending => return Poll::Pending,
                 }
             }
-            if let Some(stop) = &mut stop {
-                if Pin::new(stop).poll(cx).is_ready() {
-                    debug!("connection {}: closing for shutdown", self.id);
-                    return Poll::Ready(Ok(None));
-                }
-            }
-            if timer.is_none() {
-                if let (Some(timeout), Some(sleep)) = (self.config.read_timeout, &self.config.sleep)
-                {
-                    timer = Some(sleep(timeout));
-                }
-            }
-            if let Some(timer) = &mut timer {
-                if timer.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Err(ConnectionError::Timeout));
-                }
-            }
-            Poll::Pending
         })
         .await
     }
 
     /// Polls a running filter while no event is pending, recording its verdict if it
     /// returns; the verdict is answered at the next event.
-    fn poll_idle_filter(&mut self, cx: &mut std::task::Context<'_>) {
+    fn poll_idle_filter(&mut self, cx: &mut Context<'_>) {
         if let Some(running) = &mut self.running {
             lock(&self.mailbox).clear_parked();
             if let Poll::Ready(output) = running.as_mut().poll(cx) {
@@ -649,7 +656,43 @@ where
         }
     }
 
-    fn poll_read_more(&mut self, cx: &mut std::task::Context<'_>) -> Poll<std::io::Result<usize>> {
+    /// Waits for bytes, a shutdown between messages, or the read timeout (counted from
+    /// `since`, when the wait began).
+    fn poll_wait_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        since: Instant,
+    ) -> Poll<Result<Waited, ConnectionError>> {
+        if let Poll::Ready(result) = self.poll_read_more(cx) {
+            return Poll::Ready(result.map(Waited::Read).map_err(ConnectionError::Io));
+        }
+        // Between messages a shutdown closes the connection; inside one it waits.
+        if !self.in_transaction() {
+            if let Some(stop) = &mut self.stop {
+                if Pin::new(stop).poll(cx).is_ready() {
+                    return Poll::Ready(Ok(Waited::Stop));
+                }
+            }
+        }
+        if let (Some(timeout), Some(sleep)) = (self.config.read_timeout, &self.config.sleep) {
+            loop {
+                let timer = self.read_timer.get_or_insert_with(|| sleep(timeout));
+                if timer.as_mut().poll(cx).is_pending() {
+                    break;
+                }
+                match timeout.checked_sub(since.elapsed()) {
+                    Some(rest) if !rest.is_zero() => self.read_timer = Some(sleep(rest)),
+                    _ => {
+                        self.read_timer = None;
+                        return Poll::Ready(Err(ConnectionError::Timeout));
+                    }
+                }
+            }
+        }
+        Poll::Pending
+    }
+
+    fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
         let mut spare = self.decoder.spare();
         match Pin::new(&mut self.stream).poll_read(cx, &mut spare) {
             Poll::Ready(Ok(n)) => {
@@ -662,7 +705,7 @@ where
 
     /// Reads ahead while the filter is busy, only to notice a closed connection; frames
     /// stay buffered for later, up to one maximum frame.
-    fn poll_read_ahead(&mut self, cx: &mut std::task::Context<'_>) -> Poll<std::io::Result<usize>> {
+    fn poll_read_ahead(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
         if self.decoder.buffered() > self.decoder.max_len() as usize + 4 {
             return Poll::Pending;
         }

@@ -23,8 +23,11 @@ pub const MAX_BODY_CHUNK: usize = 65_535;
 /// Bytes before the payload: the length field and the code byte.
 pub const FRAME_HEADER_LEN: usize = 5;
 
-/// Smallest read the decoder asks for, so small frames arrive several at a time.
+/// Smallest free space the decoder makes, so small frames arrive several at a time.
 const MIN_READ: usize = 4 * 1024;
+
+/// Free space below this is not lent for another read: new space is made instead.
+const MIN_SPARE: usize = 1024;
 
 /// One packet: its code byte and its payload.
 ///
@@ -38,9 +41,23 @@ pub struct Frame {
 }
 
 /// Splits a byte stream into frames.
+///
+/// Frames share the buffer they were read into. The buffer holds the bytes received but not
+/// yet decoded, followed by free space that was zero-filled once when it was added and is
+/// lent again by [`FrameDecoder::spare`] until it is used, so a read that finds nothing to
+/// read costs no filling. When the free space runs out, the decoder first reclaims its buffer
+/// in place, then the buffer before it (frames handed out from it, such as the previous body
+/// chunk, have usually been dropped by then); only if both are still shared does it allocate.
 #[derive(Debug)]
 pub struct FrameDecoder {
+    /// `[..filled]`: received bytes; `[filled..]`: free space, already initialised.
     buf: BytesMut,
+    filled: usize,
+    /// The previous buffer, kept so its storage can be reused once its frames are dropped.
+    previous: BytesMut,
+    /// The most free space asked for so far: new space is made this large at once, so a
+    /// large frame is read in one go once the stream has shown frames of that size.
+    hint: usize,
     max_len: u32,
 }
 
@@ -62,6 +79,9 @@ impl FrameDecoder {
     pub fn with_max_len(max_len: u32) -> Self {
         Self {
             buf: BytesMut::new(),
+            filled: 0,
+            previous: BytesMut::new(),
+            hint: MIN_READ,
             max_len,
         }
     }
@@ -75,12 +95,14 @@ impl FrameDecoder {
     /// Bytes received but not yet returned as frames.
     #[must_use]
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.filled
     }
 
     /// Appends received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.truncate(self.filled);
         self.buf.extend_from_slice(bytes);
+        self.filled = self.buf.len();
     }
 
     /// How many more bytes complete the frame at the front (at least one).
@@ -91,33 +113,87 @@ impl FrameDecoder {
         match self.announced_len() {
             Some(len) => (len as usize)
                 .saturating_add(4)
-                .saturating_sub(self.buf.len())
+                .saturating_sub(self.filled)
                 .max(1),
-            None => 4 - self.buf.len(),
+            None => 4 - self.filled,
         }
     }
 
     /// Lends free space at the end of the buffer to read into, sized for the frame at the front.
     ///
     /// Write into the returned guard, then [`Spare::commit`] the number of bytes written;
-    /// uncommitted space is given back when the guard drops.
+    /// uncommitted space stays free for the next call, so lending it again costs nothing.
     ///
-    /// The size never exceeds the maximum frame length (or 4 KiB, whichever is larger), even
+    /// The space holds at least the rest of the frame at the front (up to the maximum frame
+    /// length) and at least 1 KiB. It never exceeds the maximum frame length (or 4 KiB,
+    /// whichever is larger), even
     /// when the length field at the front announces more: such a frame is refused by
     /// [`FrameDecoder::decode`], so its announced length must not decide what is allocated.
     pub fn spare(&mut self) -> Spare<'_> {
         let cap = (self.max_len as usize).saturating_add(4);
-        let want = self.missing().min(cap).max(MIN_READ);
-        let start = self.buf.len();
-        self.buf.resize(start + want, 0);
+        let need = self.missing().min(cap);
+        // What is left of the free space is lent as long as it holds the rest of the front
+        // frame and is not tiny; new space is made only then, so it is filled once per
+        // buffer's worth of traffic rather than once per read.
+        if self.buf.len() - self.filled < need.max(MIN_SPARE) {
+            self.hint = self.hint.max(need.max(MIN_READ));
+            // Once large frames have been seen, room for one plus the small frames around it
+            // (Postfix sends a MACRO packet before each body chunk).
+            let room = if self.hint > MIN_READ {
+                self.hint + MIN_READ
+            } else {
+                self.hint
+            };
+            self.make_room(room);
+        }
+        // With large frames about, a read stops where a large frame ends and takes at most
+        // MIN_READ while the next length is unknown, so a frame cut by the end of the space
+        // is short when it has to move to new space.
+        let lend = if need > MIN_READ {
+            need
+        } else if self.hint > MIN_READ && self.announced_len().is_none() {
+            MIN_READ
+        } else {
+            usize::MAX
+        };
+        let start = self.filled;
+        let end = start + (self.buf.len() - start).min(lend);
         Spare {
             buf: &mut self.buf,
+            filled: &mut self.filled,
             start,
-            filled: 0,
+            end,
         }
     }
 
+    /// Makes `want` bytes of free space after the received bytes, reusing storage when it
+    /// can: the buffer itself, else the previous one, and allocating only if both are still
+    /// shared with frames handed out.
+    fn make_room(&mut self, want: usize) {
+        // Old free space is not carried along: it would be copied for nothing.
+        self.buf.truncate(self.filled);
+        if !self.buf.try_reclaim(want) {
+            let needed = self.filled + want;
+            self.previous.clear();
+            let next = if self.previous.try_reclaim(needed) {
+                std::mem::take(&mut self.previous)
+            } else {
+                // Slack for a cut frame, so this storage can be reclaimed for the same room.
+                BytesMut::with_capacity(needed.max(want + MIN_READ))
+            };
+            let mut old = std::mem::replace(&mut self.buf, next);
+            self.buf.extend_from_slice(&old);
+            old.clear();
+            // Keep the old storage (still shared with frames) for a later reclaim.
+            self.previous = old;
+        }
+        self.buf.resize(self.filled + want, 0);
+    }
+
     fn announced_len(&self) -> Option<u32> {
+        if self.filled < 4 {
+            return None;
+        }
         let head: [u8; 4] = self.buf.get(..4)?.try_into().ok()?;
         Some(u32::from_be_bytes(head))
     }
@@ -140,10 +216,11 @@ impl FrameDecoder {
             });
         }
         let total = (len as usize).saturating_add(4);
-        if self.buf.len() < total {
+        if self.filled < total {
             return Ok(None);
         }
         let frame = self.buf.split_to(total).freeze();
+        self.filled -= total;
         let Some(&kind) = frame.get(4) else {
             return Err(DecodeError::EmptyFrame);
         };
@@ -158,14 +235,16 @@ impl FrameDecoder {
 #[derive(Debug)]
 pub struct Spare<'a> {
     buf: &'a mut BytesMut,
+    filled: &'a mut usize,
     start: usize,
-    filled: usize,
+    end: usize,
 }
 
 impl Spare<'_> {
-    /// Keeps the first `written` bytes of the space (clamped to its size).
+    /// Keeps the first `written` bytes of the space (clamped to its size); the rest stays
+    /// free for the next read.
     pub fn commit(&mut self, written: usize) {
-        self.filled = written.min(self.buf.len() - self.start);
+        *self.filled = self.start + written.min(self.end - self.start);
     }
 }
 
@@ -173,20 +252,14 @@ impl std::ops::Deref for Spare<'_> {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
-        self.buf.get(self.start..).unwrap_or_default()
+        self.buf.get(self.start..self.end).unwrap_or_default()
     }
 }
 
 impl std::ops::DerefMut for Spare<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
-        let start = self.start;
-        self.buf.get_mut(start..).unwrap_or_default()
-    }
-}
-
-impl Drop for Spare<'_> {
-    fn drop(&mut self) {
-        self.buf.truncate(self.start + self.filled);
+        let (start, end) = (self.start, self.end);
+        self.buf.get_mut(start..end).unwrap_or_default()
     }
 }
 
@@ -300,6 +373,38 @@ mod tests {
         let mut decoder = FrameDecoder::new();
         decoder.push(&[0x00, 0x01, 0x00, 0x00]);
         assert_eq!(decoder.spare().len(), 0x1_0000);
+    }
+
+    #[test]
+    fn free_space_survives_a_read_that_brought_nothing() {
+        let mut decoder = FrameDecoder::new();
+        let first = decoder.spare().len();
+        // A read that found nothing (WouldBlock) commits nothing; the next call lends the
+        // same space without filling it again.
+        assert_eq!(decoder.spare().len(), first);
+        assert_eq!(decoder.buffered(), 0);
+        {
+            let mut spare = decoder.spare();
+            spare[..5].copy_from_slice(&[0, 0, 0, 1, b'Q']);
+            spare.commit(5);
+        }
+        assert_eq!(decoder.decode().unwrap().unwrap().kind, b'Q');
+        assert_eq!(decoder.buffered(), 0);
+    }
+
+    #[test]
+    fn small_reads_use_up_the_free_space_before_new_space_is_made() {
+        let mut decoder = FrameDecoder::new();
+        let mut lent = Vec::new();
+        for _ in 0..3 {
+            let mut spare = decoder.spare();
+            lent.push(spare.len());
+            spare[..6].copy_from_slice(&[0, 0, 0, 2, b'H', b'x']);
+            spare.commit(6);
+            assert_eq!(decoder.decode().unwrap().unwrap().kind, b'H');
+        }
+        // The same space, six bytes further on each time: nothing was made (or filled) anew.
+        assert_eq!(lent, [MIN_READ, MIN_READ - 6, MIN_READ - 12]);
     }
 
     #[test]

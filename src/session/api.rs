@@ -50,6 +50,16 @@ pub struct Session {
 /// What a finished filter call leaves for the driver.
 pub(crate) struct Finished {
     pub(crate) edits: EditQueue,
+    pub(crate) recycled: Recycled,
+}
+
+/// Storage a finished session hands to the next message's, emptied, so that steady state
+/// does not allocate the recipient and header lists and the macro blocks anew.
+#[derive(Debug, Default)]
+pub(crate) struct Recycled {
+    recipients: Vec<(Address, u64)>,
+    headers: Vec<HeaderField>,
+    macros: MacroStore,
 }
 
 impl Session {
@@ -58,28 +68,48 @@ impl Session {
         conn: Arc<ConnectionData>,
         message: u64,
         phase: Phase,
+        recycled: Recycled,
     ) -> Self {
         let allowed = conn.agreed.options.actions;
+        let Recycled {
+            mut recipients,
+            mut headers,
+            mut macros,
+        } = recycled;
+        recipients.clear();
+        headers.clear();
+        macros.clear();
         Self {
             mailbox,
             conn,
             message,
             phase,
             sender: None,
-            recipients: Vec::new(),
+            recipients,
             rcpt_cursor: 0,
-            headers: Vec::new(),
+            headers,
             header_cursor: 0,
             body_chunk: None,
             body_chunk_fresh: false,
-            macros: MacroStore::default(),
+            macros,
             edits: EditQueue::new(allowed),
             too_many_headers: false,
         }
     }
 
-    pub(crate) fn finish(self) -> Finished {
-        Finished { edits: self.edits }
+    pub(crate) fn finish(mut self) -> Finished {
+        // Emptied here, so the message's byte buffers are released as the call ends.
+        self.recipients.clear();
+        self.headers.clear();
+        self.macros.clear();
+        Finished {
+            edits: self.edits,
+            recycled: Recycled {
+                recipients: self.recipients,
+                headers: self.headers,
+                macros: self.macros,
+            },
+        }
     }
 
     // ===== connection data =====

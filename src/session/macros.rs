@@ -53,6 +53,13 @@ impl MacroStore {
         }
     }
 
+    /// Forgets every value, keeping the blocks' storage.
+    pub(crate) fn clear(&mut self) {
+        for block in &mut self.stages {
+            block.clear();
+        }
+    }
+
     /// Forgets the values of every stage that comes after `stage`.
     pub(crate) fn clear_after(&mut self, stage: MacroStage) {
         for later in MacroStage::ALL {

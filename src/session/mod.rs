@@ -18,8 +18,8 @@ mod streams;
 mod text;
 mod verdict;
 
-pub(crate) use api::Finished;
 pub use api::Session;
+pub(crate) use api::{Finished, Recycled};
 pub(crate) use connection_data::ConnectionData;
 pub(crate) use edits::{EditQueue, HeaderLayout};
 pub use edits::{HeaderHandle, HeaderPosition, MAX_QUEUED_EDITS};

@@ -1,0 +1,170 @@
+//! The benchmark filter: reads every header and the whole body, then adds `X-Bench: 1` at end
+//! of message and accepts. `cargo bench --bench milter` drives it; anyone can drive it with
+//! their own load generator.
+//!
+//! Run: `cargo run --release --example bench [SOCKET] [--no-reply] [--stats-stdin]`
+//! (default socket `inet:7357@127.0.0.1`).
+//!
+//! * `--no-reply`: the filter declares that it never answers headers, end of headers or body
+//!   chunks, so those are negotiated as no-reply (`NR_HDR`, `NR_EOH`, `NR_BODY`) and the
+//!   MTA does not wait for them. Without it the default negotiation is used.
+//! * `--tokio`: serve on a current-thread tokio runtime instead of async-std (the driver
+//!   works over any `futures::io` stream; only the listener loop differs), to compare the
+//!   runtimes' per-wake-up costs. Only `inet:` sockets.
+//! * `--stats-stdin`: each line read on standard input prints the heap counters
+//!   (`allocs N reallocs N deallocs N bytes N`) on standard output; end of input stops the
+//!   server. Without it the counters are printed at SIGINT/SIGTERM.
+//!
+//! Heap allocations are counted by a wrapping global allocator (a few uncontended atomic
+//! additions per allocation), so the benchmark can report allocations per message and per
+//! body chunk.
+
+use std::alloc::System;
+use std::io::{BufRead, Write};
+use std::sync::Arc;
+
+use async_milter::connection::{ConnectionConfig, Sleep, serve_connection};
+use async_milter::proto::{Actions, Events};
+use async_milter::server::{Server, ServerConfig, SocketSpec, termination_signal};
+use async_milter::{Error, Filter, Needs, Session, Verdict};
+use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// Reads everything, tags the message.
+struct Bench {
+    no_reply: bool,
+}
+
+#[async_trait::async_trait]
+impl Filter for Bench {
+    fn needs(&self) -> Needs {
+        if self.no_reply {
+            Needs {
+                actions: Actions::ADD_HEADERS,
+                answers: Events::ALL - Events::HEADER - Events::EOH - Events::BODY,
+                ..Needs::default()
+            }
+        } else {
+            Needs::default()
+        }
+    }
+
+    async fn filter(&self, session: &mut Session) -> Result<Verdict, Error> {
+        let mut seen = 0usize;
+        let mut headers = session.headers();
+        while let Some(header) = headers.next().await? {
+            seen += header.name.as_bytes().len() + header.value.as_bytes().len();
+        }
+        let mut body = session.body();
+        while let Some(chunk) = body.next().await? {
+            seen += chunk.len();
+        }
+        session.end_of_message().await?;
+        std::hint::black_box(seen);
+        session.add_header("X-Bench", "1")?;
+        Ok(Verdict::Accept)
+    }
+}
+
+/// The heap counters as one line.
+fn stats_line() -> String {
+    let stats = GLOBAL.stats();
+    format!(
+        "allocs {} reallocs {} deallocs {} bytes {}",
+        stats.allocations, stats.reallocations, stats.deallocations, stats.bytes_allocated
+    )
+}
+
+fn main() -> std::io::Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let mut spec = "inet:7357@127.0.0.1".to_owned();
+    let mut no_reply = false;
+    let mut stats_stdin = false;
+    let mut tokio = false;
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--no-reply" => no_reply = true,
+            "--stats-stdin" => stats_stdin = true,
+            "--tokio" => tokio = true,
+            _ if arg.starts_with("--") => {
+                eprintln!("usage: bench [SOCKET] [--no-reply] [--tokio] [--stats-stdin]");
+                std::process::exit(2);
+            }
+            _ => spec = arg,
+        }
+    }
+    if stats_stdin {
+        std::thread::spawn(stats_on_stdin);
+    }
+    if tokio {
+        return serve_on_tokio(&spec, Bench { no_reply });
+    }
+    async_std::task::block_on(async {
+        let server = Server::bind_with(&spec, ServerConfig::default()).await?;
+        // The bench reads the bound address (port 0 picks a free one) from this line.
+        println!("listening {}", server.local_spec());
+        std::io::stdout().flush()?;
+        if stats_stdin {
+            server
+                .serve_until(Bench { no_reply }, std::future::pending::<()>())
+                .await
+        } else {
+            let result = server
+                .serve_until(Bench { no_reply }, termination_signal())
+                .await;
+            println!("{}", stats_line());
+            result
+        }
+    })
+}
+
+/// Answers each line on standard input with the heap counters; exits at end of input.
+fn stats_on_stdin() {
+    let stdin = std::io::stdin();
+    for line in stdin.lock().lines() {
+        if line.is_err() {
+            break;
+        }
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", stats_line());
+        let _ = out.flush();
+    }
+    std::process::exit(0);
+}
+
+/// Serves `filter` with tokio's current-thread runtime: its listener, its timers, and the
+/// library's connection driver over tokio's stream through the `futures::io` adapter.
+fn serve_on_tokio(spec: &str, filter: Bench) -> std::io::Result<()> {
+    use tokio_util::compat::TokioAsyncReadCompatExt;
+
+    let Ok(SocketSpec::Inet(addr)) = spec.parse::<SocketSpec>() else {
+        eprintln!("bench --tokio: only inet: sockets");
+        std::process::exit(2);
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        println!("listening {}", SocketSpec::Inet(listener.local_addr()?));
+        std::io::stdout().flush()?;
+        let sleep: Sleep = Arc::new(|duration| Box::pin(tokio::time::sleep(duration)));
+        let config = ConnectionConfig {
+            sleep: Some(sleep),
+            ..ConnectionConfig::default()
+        };
+        let filter = Arc::new(filter);
+        let mut id = 0;
+        loop {
+            let (stream, _) = listener.accept().await?;
+            stream.set_nodelay(true)?;
+            id += 1;
+            let (filter, config) = (filter.clone(), config.clone());
+            tokio::spawn(async move {
+                let _ = serve_connection(stream.compat(), filter, config, id).await;
+            });
+        }
+    })
+}
