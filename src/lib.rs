@@ -7,7 +7,6 @@ pub mod fuzzing;
 pub mod proto;
 pub mod server;
 pub mod session;
-/// The MTA side of the protocol as a library: drive and unit-test any milter over a stream.
 pub mod testing;
 
 pub use bytes::Bytes;

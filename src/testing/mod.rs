@@ -148,7 +148,7 @@
 //!   (where Sendmail really inserts is uncertain, §9).
 //! * **CHGFROM** replaces the sender and its parameters (split at spaces). Postfix really
 //!   honours only `RET` and `ENVID`; the model keeps them all.
-//! * **ADDRCPT** / **ADDRCPT_PAR** append a recipient (with its parameters).
+//! * **ADDRCPT** / **`ADDRCPT_PAR`** append a recipient (with its parameters).
 //! * **DELRCPT** removes every recipient whose address matches, comparing with angle
 //!   brackets stripped and the domain case-insensitively.
 //! * **REPLBODY** replaces the body with the concatenated run. Real MTAs store lines with LF
