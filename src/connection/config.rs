@@ -37,6 +37,10 @@ pub struct ConnectionConfig {
     /// Most headers one message may have; beyond it the filter's awaits fail with
     /// `Error::TooManyHeaders` and the message gets the error reply.
     pub max_headers: usize,
+    /// `H` (header template) lines in the Sendmail configuration: Sendmail counts them
+    /// when placing an inserted header. 9 for a `sendmail.cf` built from the stock cf.m4;
+    /// raise it by one for each `H` line a site adds.
+    pub sendmail_header_templates: u32,
     /// How long the MTA may stay silent while the filter waits for it; `None`: forever.
     pub read_timeout: Option<Duration>,
     /// How often to send PROGRESS while the filter is busy at end of message; `None`: never.
@@ -54,6 +58,7 @@ impl Default for ConnectionConfig {
         Self {
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             max_headers: DEFAULT_MAX_HEADERS,
+            sendmail_header_templates: crate::session::SENDMAIL_HEADER_TEMPLATES,
             read_timeout: Some(DEFAULT_READ_TIMEOUT),
             progress_interval: Some(DEFAULT_PROGRESS_INTERVAL),
             error_verdict: Verdict::Tempfail,
@@ -68,6 +73,7 @@ impl fmt::Debug for ConnectionConfig {
         f.debug_struct("ConnectionConfig")
             .field("max_frame_len", &self.max_frame_len)
             .field("max_headers", &self.max_headers)
+            .field("sendmail_header_templates", &self.sendmail_header_templates)
             .field("read_timeout", &self.read_timeout)
             .field("progress_interval", &self.progress_interval)
             .field("error_verdict", &self.error_verdict)

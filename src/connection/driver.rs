@@ -589,7 +589,9 @@ where
         if self.postfix || named_postfix {
             HeaderLayout::Postfix
         } else if conn.macros.pairs(MacroStage::Connect).next().is_some() {
-            HeaderLayout::Sendmail
+            HeaderLayout::Sendmail {
+                templates: self.config.sendmail_header_templates,
+            }
         } else {
             HeaderLayout::Plain
         }

@@ -66,7 +66,10 @@ pub(crate) enum HeaderLayout {
     /// `Resent-Message-Id`, `Message-Id`; those the message does not use stay invisible):
     /// just above the filter's header `p` is `p + 8`. ADDHEADER puts a header whose name is
     /// already present above the first of that name, so the end is reached with INSHEADER.
-    Sendmail,
+    Sendmail {
+        /// `H` lines in the site's `sendmail.cf` ([`SENDMAIL_HEADER_TEMPLATES`] when stock).
+        templates: u32,
+    },
     /// An MTA that is neither (a test harness such as miltertest, which sends no macros of
     /// its own): the libmilter documentation read literally, no hidden headers: just above
     /// the filter's header `p` is `p`; ADDHEADER appends.
@@ -78,15 +81,15 @@ impl HeaderLayout {
     fn before_seen(self, position: u32) -> u32 {
         let base = match self {
             Self::Postfix => 1,
-            Self::Sendmail => SENDMAIL_TEMPLATES - 1,
+            Self::Sendmail { templates } => templates.saturating_sub(1),
             Self::Plain => 0,
         };
         position.saturating_add(base).min(END_INDEX)
     }
 }
 
-/// Header templates (`H` lines) in a `sendmail.cf` built from cf.m4 (proto.m4).
-const SENDMAIL_TEMPLATES: u32 = 9;
+/// Header templates (`H` lines) in a `sendmail.cf` built from the stock cf.m4 (proto.m4).
+pub const SENDMAIL_HEADER_TEMPLATES: u32 = 9;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Edit {
@@ -338,7 +341,7 @@ impl EditQueue {
                         name: w(name),
                         value: w(value),
                     },
-                    HeaderLayout::Sendmail => Response::InsertHeader {
+                    HeaderLayout::Sendmail { .. } => Response::InsertHeader {
                         index: END_INDEX,
                         name: w(name),
                         value: w(value),
@@ -561,11 +564,26 @@ mod tests {
             ])
         );
         assert_eq!(
-            indexes(&queue, HeaderLayout::Sendmail),
+            indexes(
+                &queue,
+                HeaderLayout::Sendmail {
+                    templates: SENDMAIL_HEADER_TEMPLATES
+                }
+            ),
             pairs(&[
                 ("X-After-2", "11"),
                 ("X-Before-2", "10"),
                 ("X-Before-0", "8"),
+                ("X-Top", "0")
+            ])
+        );
+        // A site whose sendmail.cf has two more `H` lines.
+        assert_eq!(
+            indexes(&queue, HeaderLayout::Sendmail { templates: 11 }),
+            pairs(&[
+                ("X-After-2", "13"),
+                ("X-Before-2", "12"),
+                ("X-Before-0", "10"),
                 ("X-Top", "0")
             ])
         );
@@ -608,10 +626,15 @@ mod tests {
         queue.insert_header(None, b"X-Other", b"top").unwrap();
         queue.change_header(1, 1, b"X-Mark", b"changed").unwrap();
         queue.change_header(2, 2, b"X-Mark", b"").unwrap();
-        let changes: Vec<_> = indexes(&queue, HeaderLayout::Sendmail)
-            .into_iter()
-            .skip(3)
-            .collect();
+        let changes: Vec<_> = indexes(
+            &queue,
+            HeaderLayout::Sendmail {
+                templates: SENDMAIL_HEADER_TEMPLATES,
+            },
+        )
+        .into_iter()
+        .skip(3)
+        .collect();
         assert_eq!(changes, pairs(&[("X-Mark", "3"), ("X-Mark", "2")]));
     }
 
@@ -624,7 +647,12 @@ mod tests {
         assert!(responses_for(&queue, HeaderLayout::Postfix)[0].starts_with("AddHeader"));
         assert!(responses_for(&queue, HeaderLayout::Plain)[0].starts_with("AddHeader"));
         assert_eq!(
-            indexes(&queue, HeaderLayout::Sendmail),
+            indexes(
+                &queue,
+                HeaderLayout::Sendmail {
+                    templates: SENDMAIL_HEADER_TEMPLATES
+                }
+            ),
             pairs(&[("X-End", &END_INDEX.to_string())])
         );
     }

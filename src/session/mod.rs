@@ -22,7 +22,7 @@ pub use api::Session;
 pub(crate) use api::{Finished, Recycled};
 pub(crate) use connection_data::ConnectionData;
 pub(crate) use edits::{EditQueue, HeaderLayout};
-pub use edits::{HeaderHandle, HeaderPosition, MAX_QUEUED_EDITS};
+pub use edits::{HeaderHandle, HeaderPosition, MAX_QUEUED_EDITS, SENDMAIL_HEADER_TEMPLATES};
 pub use error::Error;
 pub(crate) use event::Event;
 pub use event::{Address, Client};
