@@ -47,22 +47,21 @@ impl Mailbox {
 
     /// Queues a macro packet (no reply, no sequence number).
     ///
-    /// At most one packet per stage waits: a newer one replaces it (an empty one is dropped,
-    /// as applying it would change nothing), so a peer sending macros without commands
-    /// cannot grow the queue.
+    /// Packets of one stage replace each other so a peer sending macros without commands
+    /// cannot grow the queue, while the order between stages stays as on the wire (a
+    /// packet clears the stages after it): a packet with pairs removes every queued packet
+    /// of its stage, an empty one only the queued empty ones; either then goes to the back.
+    /// At most two packets per stage wait.
     pub(crate) fn push_macro(&mut self, event: Event) {
         let Event::Macro { stage, raw } = &event else {
             return;
         };
-        let queued = self
-            .queue
-            .iter_mut()
-            .find(|e| matches!(e, Event::Macro { stage: s, .. } if s == stage));
-        match queued {
-            Some(_) if raw.is_empty() => {}
-            Some(slot) => *slot = event,
-            None => self.queue.push_back(event),
-        }
+        let (stage, empty) = (*stage, raw.is_empty());
+        self.queue.retain(|queued| match queued {
+            Event::Macro { stage: s, raw: r } => *s != stage || (empty && !r.is_empty()),
+            _ => true,
+        });
+        self.queue.push_back(event);
     }
 
     /// Queues a command and returns its sequence number.
@@ -156,15 +155,18 @@ mod tests {
     }
 
     #[test]
-    fn a_macro_flood_keeps_one_packet_per_stage() {
+    fn a_macro_flood_keeps_a_bounded_queue_in_wire_order() {
         let mut mailbox = Mailbox::default();
         for _ in 0..10_000 {
             mailbox.push_macro(macros(MacroStage::Helo, b"x\0y\0"));
+            mailbox.push_macro(macros(MacroStage::Helo, b""));
         }
-        mailbox.push_macro(macros(MacroStage::Helo, b""));
         mailbox.push_macro(macros(MacroStage::Mail, b"i\0Q1\0"));
         assert!(
             matches!(mailbox.pop(), Some(Event::Macro { stage: MacroStage::Helo, raw }) if &raw[..] == b"x\0y\0")
+        );
+        assert!(
+            matches!(mailbox.pop(), Some(Event::Macro { stage: MacroStage::Helo, raw }) if raw.is_empty())
         );
         assert!(matches!(
             mailbox.pop(),
@@ -174,5 +176,23 @@ mod tests {
             })
         ));
         assert!(mailbox.pop().is_none());
+    }
+
+    #[test]
+    fn a_newer_packet_goes_after_packets_of_other_stages() {
+        let mut mailbox = Mailbox::default();
+        mailbox.push_macro(macros(MacroStage::Rcpt, b"a\0A\0"));
+        mailbox.push_macro(macros(MacroStage::Data, b"x\0X\0"));
+        mailbox.push_macro(macros(MacroStage::Rcpt, b"a\0B\0"));
+        let mut store = crate::session::macros::MacroStore::default();
+        while let Some(Event::Macro { stage, raw }) = mailbox.pop() {
+            store.set(stage, &raw);
+        }
+        assert_eq!(store.get("a"), Some(&b"B"[..]));
+        assert_eq!(
+            store.get("x"),
+            None,
+            "RCPT after DATA clears DATA, as on the wire"
+        );
     }
 }
