@@ -58,19 +58,12 @@ impl Script {
 
 /// Whether a filter with these protocol flags answers `kind`.
 fn answers(kind: CommandKind, protocol: ProtocolFlags) -> bool {
-    let nr = match kind {
-        CommandKind::Connect => ProtocolFlags::NR_CONNECT,
-        CommandKind::Helo => ProtocolFlags::NR_HELO,
-        CommandKind::Mail => ProtocolFlags::NR_MAIL,
-        CommandKind::Rcpt => ProtocolFlags::NR_RCPT,
-        CommandKind::Data => ProtocolFlags::NR_DATA,
-        CommandKind::Header => ProtocolFlags::NR_HEADER,
-        CommandKind::EndOfHeaders => ProtocolFlags::NR_EOH,
-        CommandKind::Body => ProtocolFlags::NR_BODY,
-        CommandKind::Unknown => ProtocolFlags::NR_UNKNOWN,
-        other => return other.expects_reply(),
+    let options = OptNeg {
+        version: 6,
+        actions: Actions::EMPTY,
+        protocol,
     };
-    !protocol.contains(nr)
+    options.expects_reply(kind)
 }
 
 /// Every frame the fake filter received, as `code + escaped payload`.

@@ -33,6 +33,37 @@ impl OptNeg {
         protocol: ProtocolFlags::V6,
     };
 
+    /// Under these agreed options, whether the MTA sends `command` at all: its `NO_*` flag
+    /// is unset and the version has it (no UNKNOWN below 3, no DATA below 4).
+    #[must_use]
+    pub fn sends(&self, command: CommandKind) -> bool {
+        event_of(command).is_none_or(|event| self.sends_events(event))
+    }
+
+    /// Whether the MTA sends every event of `events` (see [`OptNeg::sends`]).
+    #[must_use]
+    pub fn sends_events(&self, events: Events) -> bool {
+        Events::FLAGS
+            .iter()
+            .filter(|(e, _, _)| events.contains(*e))
+            .all(|&(e, no, _)| !self.protocol.contains(no) && version_has_event(self.version, e))
+    }
+
+    /// Under these agreed options, whether the MTA waits for a reply to `command`: it is a
+    /// command that is answered at all and its `NR_*` flag is unset.
+    #[must_use]
+    pub fn expects_reply(&self, command: CommandKind) -> bool {
+        if !command.expects_reply() {
+            return false;
+        }
+        event_of(command).is_none_or(|event| {
+            Events::FLAGS
+                .iter()
+                .find(|(e, _, _)| *e == event)
+                .is_none_or(|&(_, _, nr)| !self.protocol.contains(nr))
+        })
+    }
+
     pub(crate) fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
         let mut reader = Reader::new(payload, "OPTNEG");
         let fixed = Self::read_fixed(&mut reader)?;
@@ -303,27 +334,13 @@ impl Agreed {
     /// Whether the MTA will send `event` on this connection.
     #[must_use]
     pub fn sends(&self, event: Events) -> bool {
-        Events::FLAGS
-            .iter()
-            .filter(|(e, _, _)| event.contains(*e))
-            .all(|&(e, no, _)| {
-                !self.options.protocol.contains(no) && version_has_event(self.options.version, e)
-            })
+        self.options.sends_events(event)
     }
 
     /// Whether the MTA waits for a reply to `command`.
     #[must_use]
     pub fn expects_reply(&self, command: CommandKind) -> bool {
-        if !command.expects_reply() {
-            return false;
-        }
-        match event_of(command) {
-            Some(event) => Events::FLAGS
-                .iter()
-                .find(|(e, _, _)| *e == event)
-                .is_none_or(|&(_, _, nr)| !self.options.protocol.contains(nr)),
-            None => true,
-        }
+        self.options.expects_reply(command)
     }
 
     /// Whether the filter may send `actions`.

@@ -1,6 +1,6 @@
 //! Owned forms of what the filter answers: replies, modifications and the negotiated options.
 
-use crate::proto::{Actions, CommandKind, MacroStage, ProtocolFlags};
+use crate::proto::{Actions, CommandKind, MacroStage, OptNeg, ProtocolFlags};
 
 /// The filter's answer to one command, or why there is none.
 ///
@@ -143,41 +143,27 @@ pub struct Negotiated {
 }
 
 impl Negotiated {
+    /// The agreed version, actions and protocol flags.
+    #[must_use]
+    pub fn options(&self) -> OptNeg {
+        OptNeg {
+            version: self.version,
+            actions: self.actions,
+            protocol: self.protocol,
+        }
+    }
+
     /// Whether the MTA sends `command` at all under these options (`NO_*` flags and the
     /// version: no UNKNOWN below 3, no DATA below 4).
     #[must_use]
     pub fn sends(&self, command: CommandKind) -> bool {
-        let (flag, min_version) = match command {
-            CommandKind::Connect => (ProtocolFlags::NO_CONNECT, 0),
-            CommandKind::Helo => (ProtocolFlags::NO_HELO, 0),
-            CommandKind::Mail => (ProtocolFlags::NO_MAIL, 0),
-            CommandKind::Rcpt => (ProtocolFlags::NO_RCPT, 0),
-            CommandKind::Data => (ProtocolFlags::NO_DATA, 4),
-            CommandKind::Header => (ProtocolFlags::NO_HEADER, 0),
-            CommandKind::EndOfHeaders => (ProtocolFlags::NO_EOH, 0),
-            CommandKind::Body => (ProtocolFlags::NO_BODY, 0),
-            CommandKind::Unknown => (ProtocolFlags::NO_UNKNOWN, 3),
-            _ => return true,
-        };
-        !self.protocol.contains(flag) && self.version >= min_version
+        self.options().sends(command)
     }
 
     /// Whether the MTA waits for an answer to `command` (`NR_*` flags).
     #[must_use]
     pub fn expects_reply(&self, command: CommandKind) -> bool {
-        let flag = match command {
-            CommandKind::Connect => ProtocolFlags::NR_CONNECT,
-            CommandKind::Helo => ProtocolFlags::NR_HELO,
-            CommandKind::Mail => ProtocolFlags::NR_MAIL,
-            CommandKind::Rcpt => ProtocolFlags::NR_RCPT,
-            CommandKind::Data => ProtocolFlags::NR_DATA,
-            CommandKind::Header => ProtocolFlags::NR_HEADER,
-            CommandKind::EndOfHeaders => ProtocolFlags::NR_EOH,
-            CommandKind::Body => ProtocolFlags::NR_BODY,
-            CommandKind::Unknown => ProtocolFlags::NR_UNKNOWN,
-            other => return other.expects_reply(),
-        };
-        !self.protocol.contains(flag)
+        self.options().expects_reply(command)
     }
 
     /// Whether header values travel with their leading whitespace (`HDR_LEADSPC`).
