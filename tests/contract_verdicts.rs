@@ -7,7 +7,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 
 use async_milter::proto::{Events, Family, ProtocolFlags, ReplyCode};
-use async_milter::session::{HeaderHandle, Recipient};
+use async_milter::session::{HeaderHandle, Phase, Recipient};
 use async_milter::testing::{Envelope, Modification, Outcome, Reply};
 use async_milter::{Needs, Session, Verdict};
 use support::{
@@ -15,52 +15,38 @@ use support::{
     report, run, serve,
 };
 
-/// Where the filter returns its verdict.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Stage {
-    Connect,
-    Helo,
-    Mail,
-    Rcpt,
-    Data,
-    Header,
-    EndOfHeaders,
-    Body,
-    EndOfMessage,
-}
-
-const MESSAGE_STAGES: [Stage; 7] = [
-    Stage::Mail,
-    Stage::Rcpt,
-    Stage::Data,
-    Stage::Header,
-    Stage::EndOfHeaders,
-    Stage::Body,
-    Stage::EndOfMessage,
+const MESSAGE_STAGES: [Phase; 7] = [
+    Phase::Mail,
+    Phase::Rcpt,
+    Phase::Data,
+    Phase::Header,
+    Phase::EndOfHeaders,
+    Phase::Body,
+    Phase::EndOfMessage,
 ];
 
 /// Awaits the session up to `stage`.
-async fn reach(s: &mut Session, stage: Stage) -> Result<(), async_milter::Error> {
+async fn reach(s: &mut Session, stage: Phase) -> Result<(), async_milter::Error> {
     match stage {
-        Stage::Connect => {}
-        Stage::Helo => {
+        Phase::Start | Phase::Connect => {}
+        Phase::Helo => {
             s.helo().await?;
         }
-        Stage::Mail => {
+        Phase::Mail => {
             s.envelope_from().await?;
         }
-        Stage::Rcpt => {
+        Phase::Rcpt => {
             s.next_recipient().await?;
         }
-        Stage::Data => while s.next_recipient().await?.is_some() {},
-        Stage::Header => {
+        Phase::Data => while s.next_recipient().await?.is_some() {},
+        Phase::Header => {
             s.next_header().await?;
         }
-        Stage::EndOfHeaders => while s.next_header().await?.is_some() {},
-        Stage::Body => {
+        Phase::EndOfHeaders => while s.next_header().await?.is_some() {},
+        Phase::Body => {
             s.next_body_chunk().await?;
         }
-        Stage::EndOfMessage => s.end_of_message().await?,
+        Phase::EndOfMessage => s.end_of_message().await?,
     }
     Ok(())
 }
@@ -94,21 +80,21 @@ fn verdicts() -> Vec<(Verdict, Reply)> {
 }
 
 /// The reply that ended the filter's part at `stage`, from a whole-message outcome.
-fn reply_at(outcome: &Outcome, stage: Stage) -> Option<Reply> {
+fn reply_at(outcome: &Outcome, stage: Phase) -> Option<Reply> {
     match stage {
-        Stage::Mail => Some(outcome.mail.clone()),
+        Phase::Mail => Some(outcome.mail.clone()),
         // A verdict while recipients are announced waits for DATA.
-        Stage::Rcpt | Stage::Data => outcome.data.clone(),
-        Stage::Header => outcome.headers.first().cloned(),
-        Stage::EndOfHeaders => outcome.end_of_headers.clone(),
-        Stage::Body => outcome.body.first().cloned(),
-        Stage::EndOfMessage => outcome.end_of_message.as_ref().map(|e| e.reply.clone()),
-        Stage::Connect | Stage::Helo => None,
+        Phase::Rcpt | Phase::Data => outcome.data.clone(),
+        Phase::Header => outcome.headers.first().cloned(),
+        Phase::EndOfHeaders => outcome.end_of_headers.clone(),
+        Phase::Body => outcome.body.first().cloned(),
+        Phase::EndOfMessage => outcome.end_of_message.as_ref().map(|e| e.reply.clone()),
+        Phase::Start | Phase::Connect | Phase::Helo => None,
     }
 }
 
 /// A filter that returns the planned verdict at the planned stage.
-fn planned(plan: Arc<Mutex<(Stage, Verdict)>>) -> support::TestFilter {
+fn planned(plan: Arc<Mutex<(Phase, Verdict)>>) -> support::TestFilter {
     filter(move |s| {
         let plan = plan.clone();
         Box::pin(async move {
@@ -123,7 +109,7 @@ fn planned(plan: Arc<Mutex<(Stage, Verdict)>>) -> support::TestFilter {
 fn message_verdicts_land_on_the_whole_message_at_every_stage() {
     run(async {
         for profile in profiles() {
-            let plan = Arc::new(Mutex::new((Stage::Mail, Verdict::Continue)));
+            let plan = Arc::new(Mutex::new((Phase::Mail, Verdict::Continue)));
             let harness = serve(planned(plan.clone())).await;
             let who = name(&profile);
             for stage in MESSAGE_STAGES {
@@ -137,7 +123,7 @@ fn message_verdicts_land_on_the_whole_message_at_every_stage() {
                         let what = format!("{who}: {verdict:?} at {stage:?}, message {n}");
                         assert_eq!(reply_at(&outcome, stage), Some(expected.clone()), "{what}");
                         assert_eq!(outcome.verdict, expected, "{what}");
-                        if stage == Stage::Rcpt {
+                        if stage == Phase::Rcpt {
                             // Held: every recipient is accepted, DATA gets the verdict.
                             assert!(
                                 outcome.rcpts.iter().all(|(_, r)| *r == Reply::Continue),
@@ -146,10 +132,10 @@ fn message_verdicts_land_on_the_whole_message_at_every_stage() {
                             );
                         }
                         // Nothing before the stage carries the verdict.
-                        if stage > Stage::Mail {
+                        if stage > Phase::Mail {
                             assert_eq!(outcome.mail, Reply::Continue, "{what}");
                         }
-                        if stage > Stage::Header {
+                        if stage > Phase::Header {
                             assert!(outcome.headers.iter().all(|r| *r == Reply::Continue));
                         }
                         assert!(outcome.modifications.is_empty(), "{what}");
@@ -167,10 +153,10 @@ fn message_verdicts_land_on_the_whole_message_at_every_stage() {
 fn connection_verdicts_at_connect_and_helo_end_the_session() {
     run(async {
         for profile in profiles() {
-            let plan = Arc::new(Mutex::new((Stage::Connect, Verdict::Continue)));
+            let plan = Arc::new(Mutex::new((Phase::Connect, Verdict::Continue)));
             let harness = serve(planned(plan.clone())).await;
             let who = name(&profile);
-            for stage in [Stage::Connect, Stage::Helo] {
+            for stage in [Phase::Connect, Phase::Helo] {
                 for (verdict, expected) in verdicts() {
                     if verdict == Verdict::Discard {
                         continue; // not a connection verdict; see the test below
@@ -182,7 +168,7 @@ fn connection_verdicts_at_connect_and_helo_end_the_session() {
                         .connect(CLIENT_HOST, Family::Inet, 50000, CLIENT_ADDR)
                         .await
                         .unwrap();
-                    let reply = if stage == Stage::Connect {
+                    let reply = if stage == Phase::Connect {
                         connect
                     } else {
                         assert_eq!(connect, Reply::Continue, "{what}");
@@ -202,7 +188,7 @@ fn connection_verdicts_at_connect_and_helo_end_the_session() {
 fn discard_before_mail_applies_to_the_first_message() {
     run(async {
         for profile in profiles() {
-            let plan = Arc::new(Mutex::new((Stage::Helo, Verdict::Discard)));
+            let plan = Arc::new(Mutex::new((Phase::Helo, Verdict::Discard)));
             let harness = serve(planned(plan)).await;
             let who = name(&profile);
             let mut client = harness.client(profile).await;
@@ -569,7 +555,7 @@ fn a_filter_done_before_the_body_skips_it_and_still_flushes_at_end_of_message() 
 fn a_held_recipient_stage_verdict_without_data_lands_at_the_first_header() {
     run(async {
         for profile in profiles() {
-            let plan = Arc::new(Mutex::new((Stage::Rcpt, Verdict::Reject)));
+            let plan = Arc::new(Mutex::new((Phase::Rcpt, Verdict::Reject)));
             let harness = serve(planned(plan)).await;
             let who = name(&profile);
             let mut client = harness.client(profile.with_version(2)).await;
