@@ -8,9 +8,9 @@
 //! * `--no-reply`: the filter declares that it never answers headers, end of headers or body
 //!   chunks, so those are negotiated as no-reply (`NR_HDR`, `NR_EOH`, `NR_BODY`) and the
 //!   MTA does not wait for them. Without it the default negotiation is used.
-//! * `--tokio`: serve on a current-thread tokio runtime instead of async-std (the driver
-//!   works over any `futures::io` stream; only the listener loop differs), to compare the
-//!   runtimes' per-wake-up costs. Only `inet:` sockets.
+//! * `--tokio`: serve on a current-thread tokio runtime instead of async-std; `--smol`: on
+//!   smol (`SMOL_THREADS` executor threads, 1 by default). Same `Server`, another
+//!   `rt::Runtime`, to compare the runtimes' per-wake-up costs.
 //! * `--stats-stdin`: each line read on standard input prints the heap counters
 //!   (`allocs N reallocs N deallocs N bytes N`) on standard output; end of input stops the
 //!   server. Without it the counters are printed at SIGINT/SIGTERM.
@@ -19,15 +19,13 @@
 //! additions per allocation), so the benchmark can report allocations per message and per
 //! body chunk.
 
-use std::alloc::System;
-use std::io::{BufRead, Write};
-use std::sync::Arc;
-
-use async_milter::connection::{ConnectionConfig, Sleep, serve_connection};
 use async_milter::proto::{Actions, Events};
-use async_milter::server::{Server, ServerConfig, SocketSpec, termination_signal};
+use async_milter::rt::{AsyncStd, Runtime, Smol, Tokio};
+use async_milter::server::{Server, ServerConfig, termination_signal};
 use async_milter::{Error, Filter, Needs, Session, Verdict};
 use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
+use std::alloc::System;
+use std::io::{BufRead, Write};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -37,7 +35,6 @@ struct Bench {
     no_reply: bool,
 }
 
-#[async_trait::async_trait]
 impl Filter for Bench {
     fn needs(&self) -> Needs {
         if self.no_reply {
@@ -82,14 +79,15 @@ fn main() -> std::io::Result<()> {
     let mut spec = "inet:7357@127.0.0.1".to_owned();
     let mut no_reply = false;
     let mut stats_stdin = false;
-    let mut tokio = false;
+    let mut runtime = "async-std";
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
             "--no-reply" => no_reply = true,
             "--stats-stdin" => stats_stdin = true,
-            "--tokio" => tokio = true,
+            "--tokio" => runtime = "tokio",
+            "--smol" => runtime = "smol",
             _ if arg.starts_with("--") => {
-                eprintln!("usage: bench [SOCKET] [--no-reply] [--tokio] [--stats-stdin]");
+                eprintln!("usage: bench [SOCKET] [--no-reply] [--tokio|--smol] [--stats-stdin]");
                 std::process::exit(2);
             }
             _ => spec = arg,
@@ -98,26 +96,15 @@ fn main() -> std::io::Result<()> {
     if stats_stdin {
         std::thread::spawn(stats_on_stdin);
     }
-    if tokio {
-        return serve_on_tokio(&spec, Bench { no_reply });
+    let filter = Bench { no_reply };
+    match runtime {
+        "tokio" => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(serve_on(Tokio, &spec, filter, stats_stdin)),
+        "smol" => smol::block_on(serve_on(Smol, &spec, filter, stats_stdin)),
+        _ => async_std::task::block_on(serve_on(AsyncStd, &spec, filter, stats_stdin)),
     }
-    async_std::task::block_on(async {
-        let server = Server::bind_with(&spec, ServerConfig::default()).await?;
-        // The bench reads the bound address (port 0 picks a free one) from this line.
-        println!("listening {}", server.local_spec());
-        std::io::stdout().flush()?;
-        if stats_stdin {
-            server
-                .serve_until(Bench { no_reply }, std::future::pending::<()>())
-                .await
-        } else {
-            let result = server
-                .serve_until(Bench { no_reply }, termination_signal())
-                .await;
-            println!("{}", stats_line());
-            result
-        }
-    })
 }
 
 /// Answers each line on standard input with the heap counters; exits at end of input.
@@ -134,37 +121,25 @@ fn stats_on_stdin() {
     std::process::exit(0);
 }
 
-/// Serves `filter` with tokio's current-thread runtime: its listener, its timers, and the
-/// library's connection driver over tokio's stream through the `futures::io` adapter.
-fn serve_on_tokio(spec: &str, filter: Bench) -> std::io::Result<()> {
-    use tokio_util::compat::TokioAsyncReadCompatExt;
-
-    let Ok(SocketSpec::Inet(addr)) = spec.parse::<SocketSpec>() else {
-        eprintln!("bench --tokio: only inet: sockets");
-        std::process::exit(2);
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        println!("listening {}", SocketSpec::Inet(listener.local_addr()?));
-        std::io::stdout().flush()?;
-        let sleep: Sleep = Arc::new(|duration| Box::pin(tokio::time::sleep(duration)));
-        let config = ConnectionConfig {
-            sleep: Some(sleep),
-            ..ConnectionConfig::default()
-        };
-        let filter = Arc::new(filter);
-        let mut id = 0;
-        loop {
-            let (stream, _) = listener.accept().await?;
-            stream.set_nodelay(true)?;
-            id += 1;
-            let (filter, config) = (filter.clone(), config.clone());
-            tokio::spawn(async move {
-                let _ = serve_connection(stream.compat(), filter, config, id).await;
-            });
-        }
-    })
+/// Binds `spec` on `runtime`, prints the bound address and serves until SIGINT/SIGTERM
+/// (or forever with `--stats-stdin`, which ends the process itself).
+async fn serve_on<R: Runtime>(
+    runtime: R,
+    spec: &str,
+    filter: Bench,
+    stats_stdin: bool,
+) -> std::io::Result<()> {
+    let server = Server::bind_on(runtime, spec, ServerConfig::default()).await?;
+    // The bench reads the bound address (port 0 picks a free one) from this line.
+    println!("listening {}", server.local_spec());
+    std::io::stdout().flush()?;
+    if stats_stdin {
+        server
+            .serve_until(filter, std::future::pending::<()>())
+            .await
+    } else {
+        let result = server.serve_until(filter, termination_signal()).await;
+        println!("{}", stats_line());
+        result
+    }
 }

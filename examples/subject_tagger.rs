@@ -21,7 +21,6 @@ fn is_internal(session: &Session) -> bool {
         })
 }
 
-#[async_trait::async_trait]
 impl Filter for SubjectTagger {
     fn needs(&self) -> Needs {
         Needs {

@@ -1,117 +1,122 @@
-//! The connection driver's timers: the read timeout counts silence, not time since the
-//! first read, and PROGRESS is sent while a filter works at end of message.
+//! The connection's timers on a manual clock: the read timeout counts silence, PROGRESS is
+//! sent while a filter works at end of message, and the server's shutdown grace period ends
+//! busy connections. No real sleeps: time moves only when the test moves it.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::io;
+use std::time::Duration;
 
-use async_milter::connection::{ConnectionConfig, ConnectionError, Sleep, serve_connection};
+use async_milter::connection::{Builder, ConnectionConfig, ConnectionError};
 use async_milter::proto::Family;
-use async_milter::session::FnFilter;
+use async_milter::rt::{AsyncStd, ManualClock, Runtime, Sleep, StdListener, Timer};
+use async_milter::server::{Server, ServerConfig};
 use async_milter::testing::{Client, Profile, Reply};
 use async_milter::{Error, Session, Verdict};
 use async_std::os::unix::net::UnixStream;
+use futures::channel::oneshot;
+use futures::future::{BoxFuture, FutureExt};
 
-fn sleep() -> Sleep {
-    Arc::new(|duration| Box::pin(async_std::task::sleep(duration)))
-}
+/// Safety net against a hang only; every test finishes long before it.
+const HANG: Duration = Duration::from_secs(20);
 
-fn config(read_timeout: Duration, progress: Option<Duration>) -> ConnectionConfig {
-    ConnectionConfig {
-        read_timeout: Some(read_timeout),
-        progress_interval: progress,
-        sleep: Some(sleep()),
-        ..ConnectionConfig::default()
+/// Yields until `clock` has at least `n` sleeps waiting, so the driver has armed its
+/// timer before the test moves time (bounded in count, not in time).
+async fn armed(clock: &ManualClock, n: usize) {
+    for _ in 0..100_000 {
+        if clock.sleepers() >= n {
+            return;
+        }
+        async_std::task::yield_now().await;
     }
+    panic!("no timer armed: {} sleeping", clock.sleepers());
 }
 
 async fn accept(_session: &mut Session) -> Result<Verdict, Error> {
     Ok(Verdict::Accept)
 }
 
-/// Waits for end of message, then takes 350 ms before it decides.
-async fn slow_at_end(session: &mut Session) -> Result<Verdict, Error> {
-    session.end_of_message().await?;
-    async_std::task::sleep(Duration::from_millis(350)).await;
-    session.add_header("X-Slow", "yes")?;
-    Ok(Verdict::Accept)
-}
-
-#[async_std::test]
-async fn silence_beyond_the_read_timeout_closes_the_connection() {
-    let (mta, filter) = UnixStream::pair().unwrap();
-    let timeout = Duration::from_millis(150);
-    let server = async_std::task::spawn(serve_connection(
-        filter,
-        Arc::new(FnFilter::new(accept)),
-        config(timeout, None),
-        1,
-    ));
-    // The driver's wait starts after it answers OPTNEG, so after this instant.
-    let start = Instant::now();
-    let mut client = Client::new(mta, Profile::postfix());
-    client.negotiate().await.unwrap();
-    let result = async_std::future::timeout(Duration::from_secs(5), server)
-        .await
-        .expect("the driver gives up on a silent MTA");
-    assert!(
-        matches!(result, Err(ConnectionError::Timeout)),
-        "{result:?}"
-    );
-    let waited = start.elapsed();
-    assert!(waited >= timeout, "timed out after {waited:?}");
-}
-
-#[async_std::test]
-async fn reads_spread_over_several_timeouts_do_not_trip_it() {
-    let (mta, filter) = UnixStream::pair().unwrap();
-    let timeout = Duration::from_millis(200);
-    let server = async_std::task::spawn(serve_connection(
-        filter,
-        Arc::new(FnFilter::new(slow_free)),
-        config(timeout, None),
-        1,
-    ));
-    let mut client = Client::new(mta, Profile::postfix());
-    client.negotiate().await.unwrap();
-    client
-        .connect("client.example.com", Family::Inet, 4000, "192.0.2.1")
-        .await
-        .unwrap();
-    let start = Instant::now();
-    let mut sent = 0;
-    while start.elapsed() < Duration::from_millis(800) {
-        async_std::task::sleep(Duration::from_millis(70)).await;
-        assert_eq!(
-            client.helo("client.example.com").await.unwrap(),
-            Reply::Continue
-        );
-        sent += 1;
-    }
-    assert!(sent >= 5);
-    client.quit().await.unwrap();
-    let result = async_std::future::timeout(Duration::from_secs(5), server)
-        .await
-        .expect("the driver ends at QUIT");
-    assert!(result.is_ok(), "{result:?}");
-}
-
 /// Waits for end of message without answering anything before.
-async fn slow_free(session: &mut Session) -> Result<Verdict, Error> {
+async fn wait_for_end(session: &mut Session) -> Result<Verdict, Error> {
     session.end_of_message().await?;
     Ok(Verdict::Continue)
 }
 
 #[async_std::test]
-async fn progress_is_sent_while_the_filter_works_at_end_of_message() {
+async fn silence_beyond_the_read_timeout_closes_the_connection() {
+    let clock = ManualClock::new();
     let (mta, filter) = UnixStream::pair().unwrap();
-    let server = async_std::task::spawn(serve_connection(
-        filter,
-        Arc::new(FnFilter::new(slow_at_end)),
-        config(Duration::from_secs(10), Some(Duration::from_millis(100))),
-        1,
-    ));
+    let connection = Builder::new(clock.clone())
+        .read_timeout(Some(Duration::from_secs(60)))
+        .serve(filter, wait_for_end);
+    let server = async_std::task::spawn(connection);
     let mut client = Client::new(mta, Profile::postfix());
     client.negotiate().await.unwrap();
+
+    // 59 s of silence: still open, and speaking restarts the count.
+    armed(&clock, 1).await;
+    clock.advance(Duration::from_secs(59));
+    let reply = client
+        .connect("client.example.com", Family::Inet, 4000, "192.0.2.1")
+        .await
+        .unwrap();
+    assert_eq!(reply, Reply::Continue);
+    armed(&clock, 1).await;
+    clock.advance(Duration::from_secs(59));
+    assert_eq!(
+        client.helo("client.example.com").await.unwrap(),
+        Reply::Continue
+    );
+
+    // A full minute of silence ends it.
+    armed(&clock, 1).await;
+    clock.advance(Duration::from_secs(60));
+    let result = async_std::future::timeout(HANG, server)
+        .await
+        .expect("no hang");
+    assert!(
+        matches!(result, Err(ConnectionError::Timeout)),
+        "{result:?}"
+    );
+}
+
+#[async_std::test]
+async fn without_a_read_timeout_silence_is_allowed() {
+    let clock = ManualClock::new();
+    let (mta, filter) = UnixStream::pair().unwrap();
+    let connection = Builder::new(clock.clone())
+        .read_timeout(None)
+        .serve(filter, accept);
+    let server = async_std::task::spawn(connection);
+    let mut client = Client::new(mta, Profile::postfix());
+    client.negotiate().await.unwrap();
+    clock.advance(Duration::from_secs(365 * 24 * 3600));
+    assert_eq!(clock.sleepers(), 0, "no timer is armed");
+    client.quit().await.unwrap();
+    let result = async_std::future::timeout(HANG, server)
+        .await
+        .expect("no hang");
+    assert!(result.is_ok(), "{result:?}");
+}
+
+/// A filter that, at end of message, waits for the test to let it go.
+fn held_at_end(release: oneshot::Receiver<()>) -> impl async_milter::Filter {
+    let release = std::sync::Mutex::new(Some(release));
+    async_milter::filter_fn(move |session: &mut Session| {
+        let release = release.lock().unwrap().take();
+        Box::pin(async move {
+            session.end_of_message().await?;
+            if let Some(release) = release {
+                let _ = release.await;
+            }
+            session.add_header("X-Held", "yes")?;
+            Ok(Verdict::Accept)
+        })
+    })
+}
+
+async fn up_to_end_of_message<S>(client: &mut Client<S>)
+where
+    S: futures::AsyncRead + futures::AsyncWrite + Unpin,
+{
     client
         .connect("client.example.com", Family::Inet, 4000, "192.0.2.1")
         .await
@@ -123,15 +128,159 @@ async fn progress_is_sent_while_the_filter_works_at_end_of_message() {
     client.header("Subject", " hi").await.unwrap();
     client.end_of_headers().await.unwrap();
     client.body(b"hello\r\n").await.unwrap();
-    let eom = client.end_of_message().await.unwrap();
-    assert_eq!(eom.reply, Reply::Accept);
-    assert!(eom.progress >= 2, "{} PROGRESS packets", eom.progress);
-    // The next message, answered at once, gets none.
-    client.mail("<a@example.com>", &[]).await.unwrap();
-    client.rcpt("<b@example.net>", &[]).await.unwrap();
-    client.quit().await.unwrap();
-    let result = async_std::future::timeout(Duration::from_secs(5), server)
+}
+
+#[async_std::test]
+async fn progress_is_sent_once_per_interval_while_the_filter_works() {
+    let clock = ManualClock::new();
+    let (mta, filter_side) = UnixStream::pair().unwrap();
+    let (release, held) = oneshot::channel();
+    let connection = Builder::new(clock.clone())
+        .read_timeout(None)
+        .progress_interval(Some(Duration::from_secs(5)))
+        .serve(filter_side, held_at_end(held));
+    let server = async_std::task::spawn(connection);
+    let mut client = Client::new(mta, Profile::postfix());
+    client.negotiate().await.unwrap();
+    up_to_end_of_message(&mut client).await;
+    let eom = async_std::task::spawn(async move {
+        let eom = client.end_of_message().await.unwrap();
+        (client, eom)
+    });
+    for _ in 0..3 {
+        armed(&clock, 1).await;
+        clock.advance(Duration::from_secs(5));
+    }
+    armed(&clock, 1).await;
+    release.send(()).unwrap();
+    let (mut client, eom) = async_std::future::timeout(HANG, eom)
         .await
-        .expect("the driver ends at QUIT");
+        .expect("no hang");
+    assert_eq!(eom.reply, Reply::Accept);
+    assert_eq!(eom.progress, 3, "one PROGRESS per 5 s interval");
+    client.quit().await.unwrap();
+    let result = async_std::future::timeout(HANG, server)
+        .await
+        .expect("no hang");
     assert!(result.is_ok(), "{result:?}");
+}
+
+/// async-std with a manual clock: real sockets and tasks, time moved by the test.
+#[derive(Clone)]
+struct ManualTime {
+    clock: ManualClock,
+}
+
+impl Timer for ManualTime {
+    fn now(&self) -> std::time::Instant {
+        self.clock.now()
+    }
+
+    fn sleep_until(&self, deadline: std::time::Instant) -> Sleep {
+        self.clock.sleep_until(deadline)
+    }
+}
+
+impl Runtime for ManualTime {
+    type Listener = <AsyncStd as Runtime>::Listener;
+    type Stream = <AsyncStd as Runtime>::Stream;
+
+    fn listen(&self, listener: StdListener) -> io::Result<Self::Listener> {
+        AsyncStd.listen(listener)
+    }
+
+    fn accept<'a>(&self, listener: &'a Self::Listener) -> BoxFuture<'a, io::Result<Self::Stream>> {
+        AsyncStd.accept(listener)
+    }
+
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        AsyncStd.spawn(task);
+    }
+}
+
+/// Starts a server on the manual clock with a message held at end of message; returns the
+/// server task, the shutdown trigger, the pending end-of-message reply and the release.
+async fn busy_server(
+    clock: &ManualClock,
+    grace: Duration,
+) -> (
+    async_std::task::JoinHandle<io::Result<()>>,
+    oneshot::Sender<()>,
+    async_std::task::JoinHandle<Result<Reply, String>>,
+    oneshot::Sender<()>,
+) {
+    let config = ServerConfig {
+        shutdown_grace: grace,
+        connection: ConnectionConfig {
+            read_timeout: None,
+            progress_interval: None,
+            ..ConnectionConfig::default()
+        },
+        ..ServerConfig::default()
+    };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = Server::from_listener(
+        ManualTime {
+            clock: clock.clone(),
+        },
+        listener,
+        config,
+    )
+    .unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let (release, held) = oneshot::channel();
+    let server = async_std::task::spawn(server.serve_until(held_at_end(held), stopped.map(|_| ())));
+    let stream = async_std::net::TcpStream::connect(addr).await.unwrap();
+    let mut client = Client::new(stream, Profile::postfix());
+    client.negotiate().await.unwrap();
+    up_to_end_of_message(&mut client).await;
+    let eom = async_std::task::spawn(async move {
+        client
+            .end_of_message()
+            .await
+            .map(|eom| eom.reply)
+            .map_err(|e| e.to_string())
+    });
+    (server, stop, eom, release)
+}
+
+#[async_std::test]
+async fn shutdown_lets_a_message_finish_within_the_grace_period() {
+    let clock = ManualClock::new();
+    let grace = Duration::from_secs(30);
+    let (server, stop, eom, release) = busy_server(&clock, grace).await;
+    stop.send(()).unwrap();
+    armed(&clock, 1).await; // the grace period's timer
+    clock.advance(Duration::from_secs(29));
+    release.send(()).unwrap();
+    let reply = async_std::future::timeout(HANG, eom)
+        .await
+        .expect("no hang");
+    assert_eq!(reply, Ok(Reply::Accept), "the message finishes");
+    let result = async_std::future::timeout(HANG, server)
+        .await
+        .expect("no hang");
+    assert!(
+        result.is_ok(),
+        "the server stops once the connection closed: {result:?}"
+    );
+}
+
+#[async_std::test]
+async fn shutdown_closes_connections_still_busy_after_the_grace_period() {
+    let clock = ManualClock::new();
+    let grace = Duration::from_secs(30);
+    let (server, stop, eom, _release) = busy_server(&clock, grace).await;
+    stop.send(()).unwrap();
+    armed(&clock, 1).await;
+    clock.advance(grace);
+    let result = async_std::future::timeout(HANG, server)
+        .await
+        .expect("no hang");
+    assert!(result.is_ok(), "{result:?}");
+    let reply = async_std::future::timeout(HANG, eom)
+        .await
+        .expect("no hang");
+    assert!(reply.is_err(), "the busy connection was closed: {reply:?}");
 }

@@ -44,7 +44,6 @@ struct HeadersOnly {
     calls: Arc<AtomicUsize>,
 }
 
-#[async_trait::async_trait]
 impl Filter for HeadersOnly {
     fn needs(&self) -> Needs {
         Needs {
@@ -131,7 +130,6 @@ struct Counting<F> {
     calls: Arc<AtomicUsize>,
 }
 
-#[async_trait::async_trait]
 impl<F: Filter> Filter for Counting<F> {
     fn needs(&self) -> Needs {
         Needs {
@@ -162,9 +160,9 @@ async fn a_flood_of_headers_fails_the_message_instead_of_growing_without_bound()
         message.extend_from_slice(format!("X-Junk-{i}: x\r\n").as_bytes());
     }
     message.extend_from_slice(b"\r\nbody\r\n");
-    let filter = Arc::new(FnFilter::new(reads_headers));
+    let builder = async_milter::connection::Builder::new(async_milter::rt::AsyncStd).config(config);
     let mut client =
-        async_milter::testing::in_process_with(filter.clone(), Profile::postfix(), config.clone())
+        async_milter::testing::in_process_with(&builder, reads_headers, Profile::postfix())
             .unwrap();
     client.negotiate().await.unwrap();
     let envelope = Envelope::new("<a@example.com>", &["<b@example.com>"]);
@@ -176,7 +174,8 @@ async fn a_flood_of_headers_fails_the_message_instead_of_growing_without_bound()
     );
     // One header fewer is fine.
     let mut client =
-        async_milter::testing::in_process_with(filter, Profile::postfix(), config).unwrap();
+        async_milter::testing::in_process_with(&builder, reads_headers, Profile::postfix())
+            .unwrap();
     client.negotiate().await.unwrap();
     let shorter = &message[message.iter().position(|&b| b == b'\n').unwrap() + 1..];
     let outcome = client.send_message(&envelope, shorter).await.unwrap();

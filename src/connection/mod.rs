@@ -1,13 +1,25 @@
-//! The connection driver: one MTA connection served over any `futures::io` stream.
+//! One MTA connection, served over any `futures::io` stream.
+//!
+//! | file | concern |
+//! |---|---|
+//! | `core` | the protocol state: negotiation result, message boundaries, which MTA, queue id, verdict bookkeeping, what to answer and whether (no I/O, no runtime, no clock) |
+//! | `answer` | the answer to one event, as a pure function of the filter's state |
+//! | `call` | the life of one filter call: start, poll, park, finish, panic capture, recycling |
+//! | `driver` | the socket loop: frames in, answers out, timers |
+//! | `builder` | serving a connection directly, with its graceful-shutdown handle |
 
 mod answer;
+mod builder;
+mod call;
 mod config;
+mod core;
 mod driver;
 mod error;
+mod shutdown;
 
+pub use builder::{Builder, Connection};
 pub use config::{
     ConnectionConfig, DEFAULT_MAX_HEADERS, DEFAULT_PROGRESS_INTERVAL, DEFAULT_READ_TIMEOUT,
-    ShutdownSignal, Sleep,
 };
-pub use driver::serve_connection;
 pub use error::ConnectionError;
+pub use shutdown::ShutdownHandle;

@@ -1,4 +1,4 @@
-//! Binding, accepting, limits and graceful shutdown on async-std.
+//! Binding, accepting, limits and graceful shutdown, on any [`Runtime`].
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -7,70 +7,112 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use async_std::net::TcpListener;
-use async_std::os::unix::net::UnixListener;
-use async_std::task;
+use futures::StreamExt;
+use futures::channel::mpsc;
 use futures::future::{AbortHandle, Either, FutureExt, abortable, select};
 use log::{error, info, warn};
 
 use super::config::ServerConfig;
 use super::spec::{SocketSpec, SpecError};
-use crate::connection::{ConnectionConfig, ShutdownSignal, Sleep, serve_connection};
-use crate::session::{Filter, FilterFn, FnFilter};
+use crate::connection::{Builder, ShutdownHandle};
+use crate::rt::{Runtime, StdListener};
+use crate::session::Filter;
 
 /// Pause after a failed accept (out of file descriptors, say), so the loop does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
-/// A bound milter socket, ready to serve a filter.
-#[derive(Debug)]
-pub struct Server {
-    listener: Listener,
+/// A bound milter socket, ready to serve a filter on runtime `R`.
+///
+/// [`Server::bind`] uses the [default runtime](crate::rt::DefaultRuntime); [`Server::bind_on`]
+/// and [`Server::from_listener`] take one explicitly.
+pub struct Server<R: Runtime> {
+    runtime: R,
+    listener: R::Listener,
     spec: SocketSpec,
+    /// A unix socket file this server created, removed again at shutdown.
+    owned_path: Option<std::path::PathBuf>,
     config: ServerConfig,
 }
 
-#[derive(Debug)]
-enum Listener {
-    Tcp(TcpListener),
-    Unix(UnixListener),
+impl<R: Runtime> std::fmt::Debug for Server<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("spec", &self.spec)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 fn invalid_spec(error: SpecError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, error)
 }
 
-impl Server {
-    /// Binds `spec` (`inet:7357@127.0.0.1`, `unix:/run/milter.sock`, …) with default settings.
+#[cfg(any(feature = "async-std", feature = "tokio", feature = "smol"))]
+impl Server<crate::rt::DefaultRuntime> {
+    /// Binds `spec` (`inet:7357@127.0.0.1`, `unix:/run/milter.sock`, …) with default
+    /// settings, on the [default runtime](crate::rt::DefaultRuntime).
     pub async fn bind(spec: &str) -> io::Result<Self> {
         Self::bind_with(spec, ServerConfig::default()).await
     }
 
-    /// Binds `spec` with `config`.
+    /// Binds `spec` with `config`, on the default runtime.
+    pub async fn bind_with(spec: &str, config: ServerConfig) -> io::Result<Self> {
+        Self::bind_on(crate::rt::DefaultRuntime::default(), spec, config).await
+    }
+}
+
+impl<R: Runtime> Server<R> {
+    /// Binds `spec` with `config` on `runtime`.
     ///
     /// A unix socket file left over from an earlier run is removed first (only if it is a
     /// socket); the new one gets `config.unix_mode` and is removed again at shutdown.
-    pub async fn bind_with(spec: &str, config: ServerConfig) -> io::Result<Self> {
+    // Async although nothing here waits: tokio registers a listener only from inside its
+    // runtime, which awaiting this guarantees.
+    #[allow(clippy::unused_async)]
+    pub async fn bind_on(runtime: R, spec: &str, config: ServerConfig) -> io::Result<Self> {
         let spec: SocketSpec = spec.parse().map_err(invalid_spec)?;
-        let (listener, spec) = match spec {
-            SocketSpec::Inet(addr) => {
-                let listener = TcpListener::bind(addr).await?;
-                let bound = listener.local_addr()?;
-                (Listener::Tcp(listener), SocketSpec::Inet(bound))
-            }
+        let (listener, owned_path) = match &spec {
+            SocketSpec::Inet(addr) => (StdListener::Tcp(std::net::TcpListener::bind(addr)?), None),
             SocketSpec::Unix(path) => {
-                remove_stale_socket(&path)?;
-                let listener = UnixListener::bind(&path).await?;
+                remove_stale_socket(path)?;
+                let listener = std::os::unix::net::UnixListener::bind(path)?;
                 if let Some(mode) = config.unix_mode {
                     use std::os::unix::fs::PermissionsExt;
-                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
                 }
-                (Listener::Unix(listener), SocketSpec::Unix(path))
+                (StdListener::Unix(listener), Some(path.clone()))
             }
         };
+        let mut server = Self::from_listener(runtime, listener, config)?;
+        server.owned_path = owned_path;
+        Ok(server)
+    }
+
+    /// Serves on a listener bound elsewhere: by you, or passed down by a service manager.
+    /// A unix socket file is left in place at shutdown, since this server did not create it.
+    pub fn from_listener(
+        runtime: R,
+        listener: impl Into<StdListener>,
+        config: ServerConfig,
+    ) -> io::Result<Self> {
+        let listener = listener.into();
+        let spec = match &listener {
+            StdListener::Tcp(listener) => SocketSpec::Inet(listener.local_addr()?),
+            StdListener::Unix(listener) => SocketSpec::Unix(
+                listener
+                    .local_addr()?
+                    .as_pathname()
+                    .map(std::path::Path::to_path_buf)
+                    .unwrap_or_default(),
+            ),
+        };
+        let listener = runtime.listen(listener)?;
         info!("listening on {spec}");
         Ok(Self {
+            runtime,
             listener,
             spec,
+            owned_path: None,
             config,
         })
     }
@@ -81,15 +123,11 @@ impl Server {
         &self.spec
     }
 
-    /// Serves a plain `async fn(&mut Session) -> Result<Verdict, E>` for as long as the
-    /// process runs (accept errors are logged and retried); see [`Server::serve_until`] for
-    /// a graceful stop.
-    pub async fn serve<F>(self, function: F) -> io::Result<()>
-    where
-        F: for<'a> FilterFn<'a>,
-    {
-        self.serve_until(FnFilter::new(function), std::future::pending::<()>())
-            .await
+    /// Serves `filter` (a plain `async fn(&mut Session) -> Result<Verdict, E>` or any
+    /// [`Filter`]) for as long as the process runs (accept errors are logged and retried);
+    /// see [`Server::serve_until`] for a graceful stop.
+    pub async fn serve<F: Filter>(self, filter: F) -> io::Result<()> {
+        self.serve_until(filter, std::future::pending::<()>()).await
     }
 
     /// Serves `filter` until `shutdown` completes, then stops accepting, lets connections
@@ -100,26 +138,23 @@ impl Server {
         S: Future,
     {
         let Self {
+            runtime,
             listener,
             spec,
+            owned_path,
             config,
         } = self;
         let filter = Arc::new(filter);
-        let (stop_tx, stop_rx) = futures::channel::oneshot::channel::<()>();
-        let stop: ShutdownSignal = stop_rx.map(|_| ()).boxed().shared();
-        let connection = ConnectionConfig {
-            sleep: Some(async_std_sleep()),
-            shutdown: Some(stop),
-            ..config.connection.clone()
-        };
+        let stop = ShutdownHandle::new();
+        let builder = Builder::new(runtime.clone()).config(config.connection.clone());
         let registry = Registry::default();
-        let (done_tx, done_rx) = async_std::channel::bounded::<()>(1);
+        // Every connection task holds a sender; the receiver ends when the last one is gone.
+        let (done_tx, mut done_rx) = mpsc::channel::<()>(0);
         let next_id = AtomicU64::new(1);
 
         let mut shutdown = std::pin::pin!(shutdown.fuse());
         loop {
-            let accepted = match select(std::pin::pin!(listener.accept()), shutdown.as_mut()).await
-            {
+            let accepted = match select(runtime.accept(&listener), shutdown.as_mut()).await {
                 Either::Left((accepted, _)) => accepted,
                 Either::Right(_) => break,
             };
@@ -127,7 +162,7 @@ impl Server {
                 Ok(stream) => stream,
                 Err(error) => {
                     error!("accept on {spec} failed: {error}");
-                    task::sleep(ACCEPT_ERROR_PAUSE).await;
+                    runtime.sleep(ACCEPT_ERROR_PAUSE).await;
                     continue;
                 }
             };
@@ -140,12 +175,13 @@ impl Server {
                 drop(stream);
                 continue;
             }
-            let (serve, handle) =
-                abortable(serve_boxed(stream, filter.clone(), connection.clone(), id));
+            let connection = builder.serve_shared(stream, filter.clone(), stop.clone(), id);
+            let (serve, handle) = abortable(connection);
             registry.insert(id, handle);
             let registry = registry.clone();
             let done = done_tx.clone();
-            task::spawn(async move {
+            runtime.spawn(async move {
+                // Errors are logged by the connection with its id.
                 let _ = serve.await;
                 registry.remove(id);
                 drop(done);
@@ -157,68 +193,23 @@ impl Server {
             registry.len()
         );
         drop(listener);
-        if let SocketSpec::Unix(path) = &spec {
+        if let Some(path) = &owned_path {
             let _ = std::fs::remove_file(path);
         }
-        let _ = stop_tx.send(());
+        stop.shutdown();
         drop(done_tx);
-        let all_done = done_rx.recv();
-        if let Either::Right(_) = select(
-            std::pin::pin!(all_done),
-            task::sleep(config.shutdown_grace).boxed(),
-        )
-        .await
-        {
+        let grace = runtime.sleep(config.shutdown_grace);
+        if let Either::Right(_) = select(done_rx.next(), grace).await {
             warn!(
                 "closing {} connections still busy after the grace period",
                 registry.len()
             );
             registry.abort_all();
-            let _ = done_rx.recv().await;
+            let _ = done_rx.next().await;
         }
         info!("stopped {spec}");
         Ok(())
     }
-}
-
-impl Listener {
-    async fn accept(&self) -> io::Result<Accepted> {
-        match self {
-            Self::Tcp(listener) => {
-                let (stream, _) = listener.accept().await?;
-                // Replies are single small writes; Nagle would hold each one back. A peer
-                // that already reset is found out by the first read instead.
-                if let Err(error) = stream.set_nodelay(true) {
-                    log::debug!("cannot set TCP_NODELAY: {error}");
-                }
-                Ok(Accepted::Tcp(stream))
-            }
-            Self::Unix(listener) => Ok(Accepted::Unix(listener.accept().await?.0)),
-        }
-    }
-}
-
-enum Accepted {
-    Tcp(async_std::net::TcpStream),
-    Unix(async_std::os::unix::net::UnixStream),
-}
-
-async fn serve_boxed<F: Filter>(
-    stream: Accepted,
-    filter: Arc<F>,
-    config: ConnectionConfig,
-    id: u64,
-) {
-    // Errors are logged by the driver with the connection id.
-    let _ = match stream {
-        Accepted::Tcp(stream) => serve_connection(stream, filter, config, id).await,
-        Accepted::Unix(stream) => serve_connection(stream, filter, config, id).await,
-    };
-}
-
-/// The async-std timer, as the connection driver takes it.
-pub(crate) fn async_std_sleep() -> Sleep {
-    Arc::new(|duration| Box::pin(task::sleep(duration)))
 }
 
 /// Removes a socket file left by an earlier run; refuses to remove anything else.

@@ -21,7 +21,7 @@ mod spec;
 
 pub use config::{DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_GRACE, ServerConfig};
 pub use listener::Server;
-pub(crate) use listener::async_std_sleep;
 #[cfg(feature = "signals")]
+#[cfg_attr(docsrs, doc(cfg(feature = "signals")))]
 pub use signals::termination_signal;
 pub use spec::{SocketSpec, SpecError};

@@ -396,7 +396,7 @@ impl Session {
         poll_fn(|cx| self.poll_event(cx, wanted)).await
     }
 
-    fn poll_event(&mut self, _cx: &mut Context<'_>, wanted: Phase) -> Poll<Result<(), Error>> {
+    fn poll_event(&mut self, cx: &mut Context<'_>, wanted: Phase) -> Poll<Result<(), Error>> {
         let mut progressed = false;
         loop {
             let event = {
@@ -404,11 +404,12 @@ impl Session {
                 if mailbox.is_aborted() {
                     return Poll::Ready(Err(Error::Aborted));
                 }
+                if mailbox.connection_changed(&self.conn) {
+                    self.conn = mailbox.connection_data();
+                }
                 let Some(event) = mailbox.pop() else {
                     if !progressed {
-                        // The driver polls the filter after every event it delivers, so
-                        // no waker needs to be kept.
-                        mailbox.park(wanted);
+                        mailbox.park(wanted, cx.waker());
                     }
                     break;
                 };
@@ -433,9 +434,6 @@ impl Session {
     }
 
     pub(crate) fn apply(&mut self, event: Event) {
-        if ConnectionData::is_connection_event(&event) {
-            Arc::make_mut(&mut self.conn).apply(&event);
-        }
         let moved_to = match &event {
             Event::Macro { .. } | Event::Unknown(_) => None,
             Event::Connect(_) => Some(Phase::Connect),

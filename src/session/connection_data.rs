@@ -7,7 +7,8 @@ use super::macros::MacroStore;
 use super::text::Text;
 use crate::proto::{Agreed, MacroStage};
 
-/// Connection-level state, shared by reference count with each message's session.
+/// Connection-level state: written by the connection core, read by each message's session
+/// through a shared, replace-on-write copy.
 #[derive(Clone, Debug)]
 pub(crate) struct ConnectionData {
     pub(crate) id: u64,
@@ -32,20 +33,8 @@ impl ConnectionData {
         }
     }
 
-    /// Whether `event` changes connection-level state (the driver and the session both keep
-    /// a copy up to date through this test and [`ConnectionData::apply`]).
-    pub(crate) fn is_connection_event(event: &Event) -> bool {
-        matches!(
-            event,
-            Event::Connect(_)
-                | Event::Helo(_)
-                | Event::Macro {
-                    stage: MacroStage::Connect | MacroStage::Helo,
-                    ..
-                }
-        )
-    }
-
+    /// Records what a connection-level event (CONNECT, HELO, their macros) tells; the
+    /// connection core calls it, sessions only read the result.
     pub(crate) fn apply(&mut self, event: &Event) {
         match event {
             Event::Connect(client) => {
@@ -67,5 +56,24 @@ impl ConnectionData {
         self.client = None;
         self.helo = None;
         self.macros = MacroStore::default();
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::Arc;
+
+    use super::ConnectionData;
+    use crate::proto::{Actions, Needs, OptNeg, ProtocolFlags, negotiate};
+
+    /// Connection data of a version 6 connection that allows everything.
+    pub(crate) fn data() -> Arc<ConnectionData> {
+        let offer = OptNeg {
+            version: 6,
+            actions: Actions::V6,
+            protocol: ProtocolFlags::EMPTY,
+        };
+        let agreed = negotiate(offer, &Needs::default()).expect("negotiates");
+        Arc::new(ConnectionData::new(1, Arc::new(agreed), 100))
     }
 }

@@ -40,6 +40,12 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the message was aborted (the filter should just return).
+    #[must_use]
+    pub fn is_aborted(&self) -> bool {
+        matches!(self, Self::Aborted)
+    }
+
     /// Wraps any error of the filter's own.
     pub fn filter(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Self::Filter(error.into())

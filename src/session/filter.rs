@@ -1,8 +1,8 @@
-//! How a filter plugs in: a plain `async fn`, or a type implementing [`Filter`].
+//! How a filter plugs in: a plain `async fn`, a closure through [`filter_fn`], or a type
+//! implementing [`Filter`].
 
 use std::future::Future;
-
-use async_trait::async_trait;
+use std::pin::Pin;
 
 use super::api::Session;
 use super::error::Error;
@@ -11,8 +11,9 @@ use crate::proto::Needs;
 
 /// A mail filter: called once per message with that message's [`Session`].
 ///
-/// Implement it for filters that keep state or declare their needs; a plain
-/// `async fn(&mut Session) -> Result<Verdict, E>` works through [`FnFilter`] without one.
+/// Implement it for filters with configuration or declared needs (write `async fn filter`,
+/// no macro needed); a plain `async fn(&mut Session) -> Result<Verdict, E>` is a filter
+/// as it is, and [`FnFilter`] gives it declared needs.
 ///
 /// ```
 /// use async_milter::{Filter, Needs, Session, Verdict, Error};
@@ -20,7 +21,6 @@ use crate::proto::Needs;
 ///
 /// struct Tagger { tag: String }
 ///
-/// #[async_trait::async_trait]
 /// impl Filter for Tagger {
 ///     fn needs(&self) -> Needs {
 ///         Needs {
@@ -38,7 +38,6 @@ use crate::proto::Needs;
 ///     }
 /// }
 /// ```
-#[async_trait]
 pub trait Filter: Send + Sync + 'static {
     /// What the filter needs from the MTA; drives negotiation. The default asks for every
     /// event and every action the MTA offers.
@@ -47,7 +46,53 @@ pub trait Filter: Send + Sync + 'static {
     }
 
     /// Looks at one message and decides.
-    async fn filter(&self, session: &mut Session) -> Result<Verdict, Error>;
+    fn filter(&self, session: &mut Session) -> impl Future<Output = Result<Verdict, Error>> + Send;
+}
+
+/// Every `async fn(&mut Session) -> Result<Verdict, E>` is a filter that asks for every
+/// event and action.
+impl<F> Filter for F
+where
+    F: for<'a> FilterFn<'a>,
+{
+    async fn filter(&self, session: &mut Session) -> Result<Verdict, Error> {
+        self.call(session).await.map_err(into_error)
+    }
+}
+
+/// A boxed filter future, the return type [`filter_fn`] closures give.
+pub type BoxFilterFuture<'a> = Pin<Box<dyn Future<Output = Result<Verdict, Error>> + Send + 'a>>;
+
+/// Makes a closure a filter. A closure's future borrows the session, which Rust can only
+/// express for closures whose return type names the borrow, hence `Box::pin`:
+///
+/// ```
+/// use async_milter::{filter_fn, Session};
+///
+/// let tag = String::from("[EXTERNAL]");
+/// let filter = filter_fn(move |session: &mut Session| {
+///     let tag = tag.clone();
+///     Box::pin(async move {
+///         session.end_of_message().await?;
+///         session.add_header("X-Tag", &tag)?;
+///         Ok(async_milter::Verdict::Accept)
+///     })
+/// });
+/// # fn is_filter(_: impl async_milter::Filter) {}
+/// # is_filter(filter);
+/// ```
+pub fn filter_fn<F>(function: F) -> F
+where
+    F: for<'a> Fn(&'a mut Session) -> BoxFilterFuture<'a> + Send + Sync + 'static,
+{
+    function
+}
+
+fn into_error(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
+    match error.into().downcast::<Error>() {
+        Ok(own) => *own,
+        Err(other) => Error::Filter(other),
+    }
 }
 
 /// A function usable as a filter: `async fn(&mut Session) -> Result<Verdict, E>`.
@@ -78,7 +123,7 @@ where
     }
 }
 
-/// Adapts a plain `async fn` into a [`Filter`] with default needs.
+/// A plain `async fn` (or [`filter_fn`] closure) with declared needs.
 #[derive(Debug, Clone)]
 pub struct FnFilter<F> {
     function: F,
@@ -105,7 +150,6 @@ where
     }
 }
 
-#[async_trait]
 impl<F> Filter for FnFilter<F>
 where
     F: for<'a> FilterFn<'a>,
@@ -115,12 +159,6 @@ where
     }
 
     async fn filter(&self, session: &mut Session) -> Result<Verdict, Error> {
-        self.function.call(session).await.map_err(|error| {
-            let boxed = error.into();
-            match boxed.downcast::<Error>() {
-                Ok(own) => *own,
-                Err(other) => Error::Filter(other),
-            }
-        })
+        self.function.call(session).await.map_err(into_error)
     }
 }

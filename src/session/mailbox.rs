@@ -7,7 +7,9 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Waker;
 
+use super::connection_data::ConnectionData;
 use super::event::Event;
 use super::phase::Phase;
 use crate::proto::ReplyCode;
@@ -20,9 +22,14 @@ pub(crate) enum EventReply {
     Reply(ReplyCode),
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Mailbox {
+    /// The connection data as the connection core last published it.
+    conn: Arc<ConnectionData>,
     queue: VecDeque<Event>,
+    /// The waker of the session await that parked last: the filter may poll it inside its
+    /// own combinators (`join`, `select`, `FuturesUnordered`), which only poll what was woken.
+    waker: Option<Waker>,
     /// Sequence number of the newest command pushed.
     seq: u64,
     /// Sequence number of the newest command answered on the wire.
@@ -43,7 +50,42 @@ pub(crate) fn lock(mailbox: &Mutex<Mailbox>) -> MutexGuard<'_, Mailbox> {
 }
 
 impl Mailbox {
+    pub(crate) fn new(conn: Arc<ConnectionData>) -> Self {
+        Self {
+            conn,
+            queue: VecDeque::new(),
+            waker: None,
+            seq: 0,
+            answered: 0,
+            parked: None,
+            reply: None,
+            aborted: false,
+        }
+    }
+
     // ===== driver side =====
+
+    /// Replaces the connection data sessions see.
+    pub(crate) fn publish(&mut self, conn: &Arc<ConnectionData>) {
+        if !Arc::ptr_eq(&self.conn, conn) {
+            self.conn = conn.clone();
+        }
+    }
+
+    /// Called before each poll of the filter by the task that polls it: forgets whether the
+    /// filter was waiting, and wakes the parked await if events wait for it and it was
+    /// registered by a waker other than the task's own (a combinator inside the filter).
+    pub(crate) fn before_poll(&mut self, task: &Waker) {
+        self.parked = None;
+        if self.queue.is_empty() && !self.aborted {
+            return;
+        }
+        if let Some(waker) = self.waker.take() {
+            if !waker.will_wake(task) {
+                waker.wake();
+            }
+        }
+    }
 
     /// Queues a macro packet (no reply, no sequence number).
     ///
@@ -77,11 +119,6 @@ impl Mailbox {
         self.queue.is_empty()
     }
 
-    /// Forgets whether the filter was waiting; call before each poll of the filter.
-    pub(crate) fn clear_parked(&mut self) {
-        self.parked = None;
-    }
-
     /// The phase the filter waits for, if it parked during the latest poll.
     pub(crate) fn parked(&self) -> Option<Phase> {
         self.parked
@@ -106,6 +143,7 @@ impl Mailbox {
     /// Readies the mailbox for the next filter call.
     pub(crate) fn reset(&mut self) {
         self.queue.clear();
+        self.waker = None;
         self.parked = None;
         self.reply = None;
         self.aborted = false;
@@ -126,8 +164,22 @@ impl Mailbox {
         self.seq
     }
 
-    pub(crate) fn park(&mut self, phase: Phase) {
+    pub(crate) fn park(&mut self, phase: Phase, waker: &Waker) {
         self.parked = Some(phase);
+        match &mut self.waker {
+            Some(kept) if kept.will_wake(waker) => {}
+            kept => *kept = Some(waker.clone()),
+        }
+    }
+
+    /// The newest connection data.
+    pub(crate) fn connection_data(&self) -> Arc<ConnectionData> {
+        self.conn.clone()
+    }
+
+    /// Whether the connection data changed since `seen` was taken.
+    pub(crate) fn connection_changed(&self, seen: &Arc<ConnectionData>) -> bool {
+        !Arc::ptr_eq(&self.conn, seen)
     }
 
     /// Records the filter's reply to command `seq`; false if it was answered already.
@@ -147,6 +199,10 @@ mod tests {
     use super::{Event, Mailbox};
     use crate::proto::MacroStage;
 
+    fn mailbox() -> Mailbox {
+        Mailbox::new(crate::session::connection_data::tests::data())
+    }
+
     fn macros(stage: MacroStage, raw: &'static [u8]) -> Event {
         Event::Macro {
             stage,
@@ -156,7 +212,7 @@ mod tests {
 
     #[test]
     fn a_macro_flood_keeps_a_bounded_queue_in_wire_order() {
-        let mut mailbox = Mailbox::default();
+        let mut mailbox = mailbox();
         for _ in 0..10_000 {
             mailbox.push_macro(macros(MacroStage::Helo, b"x\0y\0"));
             mailbox.push_macro(macros(MacroStage::Helo, b""));
@@ -180,7 +236,7 @@ mod tests {
 
     #[test]
     fn a_newer_packet_goes_after_packets_of_other_stages() {
-        let mut mailbox = Mailbox::default();
+        let mut mailbox = mailbox();
         mailbox.push_macro(macros(MacroStage::Rcpt, b"a\0A\0"));
         mailbox.push_macro(macros(MacroStage::Data, b"x\0X\0"));
         mailbox.push_macro(macros(MacroStage::Rcpt, b"a\0B\0"));

@@ -26,7 +26,7 @@ pub use edits::{HeaderHandle, HeaderPosition, MAX_QUEUED_EDITS, SENDMAIL_HEADER_
 pub use error::Error;
 pub(crate) use event::Event;
 pub use event::{Address, Client};
-pub use filter::{Filter, FilterFn, FnFilter};
+pub use filter::{BoxFilterFuture, Filter, FilterFn, FnFilter, filter_fn};
 pub(crate) use mailbox::{EventReply, Mailbox, SharedMailbox, lock};
 pub use phase::Phase;
 pub use streams::{Body, HeaderField, Headers, Recipient, Recipients};

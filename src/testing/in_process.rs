@@ -1,23 +1,26 @@
 //! A filter served in the same process, for unit tests: no socket file, no port.
 
 use std::io;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_std::os::unix::net::UnixStream;
 
 use super::client::Client;
 use super::profile::Profile;
-use crate::connection::{ConnectionConfig, serve_connection};
+use crate::connection::Builder;
+use crate::rt::AsyncStd;
 use crate::session::Filter;
+
+/// Connection ids for in-process filters, distinct within the process as a server's are.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Serves `filter` on one end of an in-memory socket pair, in a background task, and returns
 /// a client on the other end, not yet negotiated.
 ///
 /// The filter runs exactly as under [`Server`](crate::server::Server): the same connection
-/// driver, timeouts from async-std.
+/// driver, timeouts from async-std, a connection id of its own.
 ///
 /// ```
-/// use async_milter::session::FnFilter;
 /// use async_milter::testing::{in_process, Envelope, Profile, Reply};
 /// use async_milter::{Error, Session, Verdict};
 ///
@@ -28,7 +31,7 @@ use crate::session::Filter;
 /// }
 ///
 /// # async_std::task::block_on(async {
-/// let mut client = in_process(FnFilter::new(scanner), Profile::postfix())?;
+/// let mut client = in_process(scanner, Profile::postfix())?;
 /// client.negotiate().await?;
 /// let envelope = Envelope::new("<alice@example.com>", &["<bob@example.net>"]);
 /// let outcome = client.send_message(&envelope, b"Subject: hi\r\n\r\nHello\r\n").await?;
@@ -39,22 +42,22 @@ use crate::session::Filter;
 /// # });
 /// ```
 pub fn in_process<F: Filter>(filter: F, profile: Profile) -> io::Result<Client<UnixStream>> {
-    in_process_with(Arc::new(filter), profile, ConnectionConfig::default())
+    in_process_with(&Builder::new(AsyncStd), filter, profile)
 }
 
-/// [`in_process`] with a shared filter and connection settings of your own (a shorter read
-/// timeout, another reply for failing filters).
+/// [`in_process`] with connection settings of your own (a shorter read timeout, another
+/// reply for failing filters, a [`ManualClock`](crate::rt::ManualClock)); the builder's id
+/// is replaced by a fresh one.
 pub fn in_process_with<F: Filter>(
-    filter: Arc<F>,
+    builder: &Builder,
+    filter: F,
     profile: Profile,
-    mut config: ConnectionConfig,
 ) -> io::Result<Client<UnixStream>> {
     let (mta_side, filter_side) = UnixStream::pair()?;
-    if config.sleep.is_none() {
-        config.sleep = Some(crate::server::async_std_sleep());
-    }
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let connection = builder.clone().id(id).serve(filter_side, filter);
     async_std::task::spawn(async move {
-        let _ = serve_connection(filter_side, filter, config, 0).await;
+        let _ = connection.await;
     });
     Ok(Client::new(mta_side, profile))
 }

@@ -94,7 +94,6 @@ impl TestFilter {
     }
 }
 
-#[async_trait::async_trait]
 impl Filter for TestFilter {
     fn needs(&self) -> Needs {
         self.needs.clone()

@@ -1,0 +1,159 @@
+//! The life of one filter call: start, poll, park, finish, panic capture, recycling.
+//!
+//! The call's future is polled directly by the connection's task, so an event reaches the
+//! filter without a channel hop; the mailbox is where events go in and where the filter
+//! says what it waits for.
+
+use std::any::Any;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use futures::FutureExt;
+
+use super::core::Outcome;
+use crate::session::{
+    ConnectionData, Error, Event, EventReply, Filter, Finished, Mailbox, Phase, Recycled, Session,
+    SharedMailbox, Verdict, lock,
+};
+
+type CallOutput = Result<(Result<Verdict, Error>, Finished), Box<dyn Any + Send>>;
+type CallFuture = Pin<Box<dyn Future<Output = CallOutput> + Send>>;
+
+/// A connection's filter calls, one message at a time.
+pub(crate) struct FilterCall<F: ?Sized> {
+    filter: Arc<F>,
+    mailbox: SharedMailbox,
+    running: Option<CallFuture>,
+    /// Storage the last finished session left for the next one.
+    recycled: Option<Recycled>,
+}
+
+impl<F: Filter + ?Sized> FilterCall<F> {
+    pub(crate) fn new(filter: Arc<F>, conn: Arc<ConnectionData>) -> Self {
+        Self {
+            filter,
+            mailbox: Arc::new(Mutex::new(Mailbox::new(conn))),
+            running: None,
+            recycled: None,
+        }
+    }
+
+    /// Whether a call is running.
+    pub(crate) fn is_running(&self) -> bool {
+        self.running.is_some()
+    }
+
+    /// Shows sessions the newest connection data (the core is its only writer).
+    pub(crate) fn publish(&self, conn: &Arc<ConnectionData>) {
+        lock(&self.mailbox).publish(conn);
+    }
+
+    /// Starts the call for message `message_no`, with the events already queued.
+    pub(crate) fn start(&mut self, message_no: u64) {
+        let conn = lock(&self.mailbox).connection_data();
+        let phase = if conn.helo.is_some() {
+            Phase::Helo
+        } else if conn.client.is_some() {
+            Phase::Connect
+        } else {
+            Phase::Start
+        };
+        let recycled = self.recycled.take().unwrap_or_default();
+        let session = Session::new(self.mailbox.clone(), conn, message_no, phase, recycled);
+        let filter = self.filter.clone();
+        let call = async move {
+            let mut session = session;
+            let result = filter.filter(&mut session).await;
+            (result, session.finish())
+        };
+        self.running = Some(Box::pin(AssertUnwindSafe(call).catch_unwind()));
+    }
+
+    /// Queues a command for the filter; returns its sequence number.
+    pub(crate) fn deliver(&mut self, event: Event) -> u64 {
+        lock(&self.mailbox).push_command(event)
+    }
+
+    /// Queues a macro packet for the filter.
+    pub(crate) fn deliver_macro(&mut self, event: Event) {
+        lock(&self.mailbox).push_macro(event);
+    }
+
+    /// Takes the filter's own reply to command `seq` and marks the command answered.
+    pub(crate) fn take_reply(&mut self, seq: u64) -> Option<EventReply> {
+        lock(&self.mailbox).answer(seq)
+    }
+
+    /// Polls the running filter: ready when it returned, when it took every queued event
+    /// and waits for a later phase, or when none runs; pending while it works on something
+    /// of its own.
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Polled> {
+        let Some(running) = &mut self.running else {
+            return Poll::Ready(Polled::Idle);
+        };
+        lock(&self.mailbox).before_poll(cx.waker());
+        if let Poll::Ready(output) = running.as_mut().poll(cx) {
+            self.running = None;
+            return Poll::Ready(Polled::Returned(self.outcome(output)));
+        }
+        let mailbox = lock(&self.mailbox);
+        match mailbox.parked() {
+            Some(phase) if mailbox.drained() => Poll::Ready(Polled::Parked(phase)),
+            _ => Poll::Pending,
+        }
+    }
+
+    /// Ends the message: on `abort` a running filter's awaits fail with [`Error::Aborted`]
+    /// and it gets one last poll to return; then it is dropped and the mailbox readied for
+    /// the next message.
+    pub(crate) fn end(&mut self, abort: bool, cx: &mut Context<'_>) {
+        if let Some(mut running) = self.running.take() {
+            if abort {
+                lock(&self.mailbox).abort();
+                if let Poll::Ready(Ok((Err(error), finished))) = running.as_mut().poll(cx) {
+                    log::debug!("filter ended after abort: {error}");
+                    self.recycled = Some(finished.recycled);
+                }
+            }
+        }
+        lock(&self.mailbox).reset();
+    }
+
+    /// Drops a running filter at once (the connection is closing).
+    pub(crate) fn drop_running(&mut self) {
+        self.running = None;
+    }
+
+    fn outcome(&mut self, output: CallOutput) -> Outcome {
+        match output {
+            Ok((result, finished)) => {
+                self.recycled = Some(finished.recycled);
+                match result {
+                    Ok(verdict) => Outcome::Returned(verdict, finished.edits),
+                    Err(error) if error.is_aborted() => Outcome::Aborted,
+                    Err(error) => Outcome::Failed(error.to_string()),
+                }
+            }
+            Err(panic) => Outcome::Panicked(
+                panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default(),
+            ),
+        }
+    }
+}
+
+/// What one poll of the call found.
+pub(crate) enum Polled {
+    /// No call is running.
+    Idle,
+    /// The filter took every queued event and waits for this phase.
+    Parked(Phase),
+    /// The filter returned.
+    Returned(Outcome),
+}
