@@ -13,6 +13,7 @@ use super::event::{Address, Client, Event};
 use super::macros::MacroStore;
 use super::mailbox::{SharedMailbox, lock};
 use super::phase::Phase;
+use super::state::ConnectionState;
 use super::streams::{Body, HeaderField, Headers, Recipients};
 use super::text::Text;
 use crate::proto::{Agreed, Events, MacroStage};
@@ -45,6 +46,16 @@ pub struct Session {
     pub(crate) edits: EditQueue,
     /// Set when the message has more headers than the connection allows; every await fails.
     pub(crate) too_many_headers: bool,
+    /// The connection state, taken from the mailbox on first use, handed back on drop.
+    pub(crate) state: Option<Box<ConnectionState>>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(state) = self.state.take() {
+            lock(&self.mailbox).return_state(state);
+        }
+    }
 }
 
 /// What a finished filter call leaves for the driver.
@@ -94,6 +105,7 @@ impl Session {
             macros,
             edits: EditQueue::new(allowed),
             too_many_headers: false,
+            state: None,
         }
     }
 
@@ -103,11 +115,11 @@ impl Session {
         self.headers.clear();
         self.macros.clear();
         Finished {
-            edits: self.edits,
+            edits: std::mem::replace(&mut self.edits, EditQueue::new(crate::proto::Actions::EMPTY)),
             recycled: Recycled {
-                recipients: self.recipients,
-                headers: self.headers,
-                macros: self.macros,
+                recipients: std::mem::take(&mut self.recipients),
+                headers: std::mem::take(&mut self.headers),
+                macros: std::mem::take(&mut self.macros),
             },
         }
     }
@@ -118,6 +130,38 @@ impl Session {
     #[must_use]
     pub fn connection_id(&self) -> u64 {
         self.conn.id
+    }
+
+    /// This message's number within its connection, from 1.
+    #[must_use]
+    pub fn message_number(&self) -> u64 {
+        self.message
+    }
+
+    /// The filter's state for this whole connection: one value per type, made with
+    /// `T::default()` on first use, the same value for every message of the connection,
+    /// dropped when the connection closes (put a `Drop` impl on `T` for a close hook).
+    ///
+    /// ```
+    /// use async_milter::{Error, Session, Verdict};
+    ///
+    /// #[derive(Default)]
+    /// struct Seen { messages: u32 }
+    ///
+    /// async fn at_most_three(session: &mut Session) -> Result<Verdict, Error> {
+    ///     let seen = session.connection_state::<Seen>();
+    ///     seen.messages += 1;
+    ///     if seen.messages > 3 {
+    ///         return Ok(Verdict::Tempfail);
+    ///     }
+    ///     Ok(Verdict::Continue)
+    /// }
+    /// ```
+    pub fn connection_state<T: Default + Send + 'static>(&mut self) -> &mut T {
+        let mailbox = &self.mailbox;
+        self.state
+            .get_or_insert_with(|| lock(mailbox).take_state())
+            .get_or_default()
     }
 
     /// What was negotiated with the MTA.

@@ -11,6 +11,7 @@ use std::task::Waker;
 
 use super::connection_data::ConnectionData;
 use super::event::Event;
+use super::state::ConnectionState;
 use super::phase::Phase;
 use crate::proto::ReplyCode;
 
@@ -26,6 +27,9 @@ pub(crate) enum EventReply {
 pub(crate) struct Mailbox {
     /// The connection data as the connection core last published it.
     conn: Arc<ConnectionData>,
+    /// The filter's own connection state, kept here between calls (a session takes it on
+    /// first use and hands it back when dropped, even by a panic or an abort).
+    state: Option<Box<ConnectionState>>,
     queue: VecDeque<Event>,
     /// The waker of the session await that parked last: the filter may poll it inside its
     /// own combinators (`join`, `select`, `FuturesUnordered`), which only poll what was woken.
@@ -53,6 +57,7 @@ impl Mailbox {
     pub(crate) fn new(conn: Arc<ConnectionData>) -> Self {
         Self {
             conn,
+            state: None,
             queue: VecDeque::new(),
             waker: None,
             seq: 0,
@@ -170,6 +175,16 @@ impl Mailbox {
             Some(kept) if kept.will_wake(waker) => {}
             kept => *kept = Some(waker.clone()),
         }
+    }
+
+    /// Takes the filter's connection state (made empty on first use).
+    pub(crate) fn take_state(&mut self) -> Box<ConnectionState> {
+        self.state.take().unwrap_or_default()
+    }
+
+    /// Gives the connection state back at the end of a call.
+    pub(crate) fn return_state(&mut self, state: Box<ConnectionState>) {
+        self.state = Some(state);
     }
 
     /// The newest connection data.

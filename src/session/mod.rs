@@ -14,6 +14,7 @@ mod filter;
 mod macros;
 mod mailbox;
 mod phase;
+mod state;
 mod streams;
 mod text;
 mod verdict;
