@@ -47,31 +47,32 @@ async fn silence_beyond_the_read_timeout_closes_the_connection() {
     let connection = Builder::new(clock.clone())
         .read_timeout(Some(Duration::from_secs(60)))
         .serve(filter, wait_for_end);
-    let server = async_std::task::spawn(connection);
-    let mut client = Client::new(mta, Profile::postfix());
-    client.negotiate().await.unwrap();
-
-    // 59 s of silence: still open, and speaking restarts the count.
-    armed(&clock, 1).await;
-    clock.advance(Duration::from_secs(59));
-    let reply = client
-        .connect("client.example.com", Family::Inet, 4000, "192.0.2.1")
-        .await
-        .unwrap();
-    assert_eq!(reply, Reply::Continue);
-    armed(&clock, 1).await;
-    clock.advance(Duration::from_secs(59));
-    assert_eq!(
-        client.helo("client.example.com").await.unwrap(),
-        Reply::Continue
-    );
-
-    // A full minute of silence ends it.
-    armed(&clock, 1).await;
-    clock.advance(Duration::from_secs(60));
-    let result = async_std::future::timeout(HANG, server)
-        .await
-        .expect("no hang");
+    // The connection runs in this task, beside the script: when the script sees a reply,
+    // the connection has already begun its next wait, so time moves only after it.
+    let script = async {
+        let mut client = Client::new(mta, Profile::postfix());
+        client.negotiate().await.unwrap();
+        // 59 s of silence: still open, and speaking restarts the count.
+        armed(&clock, 1).await;
+        clock.advance(Duration::from_secs(59));
+        let reply = client
+            .connect("client.example.com", Family::Inet, 4000, "192.0.2.1")
+            .await
+            .unwrap();
+        assert_eq!(reply, Reply::Continue);
+        clock.advance(Duration::from_secs(59));
+        assert_eq!(
+            client.helo("client.example.com").await.unwrap(),
+            Reply::Continue
+        );
+        // A full minute of silence ends it.
+        clock.advance(Duration::from_secs(60));
+        client
+    };
+    let (result, _client) =
+        async_std::future::timeout(HANG, futures::future::join(connection, script))
+            .await
+            .expect("no hang");
     assert!(
         matches!(result, Err(ConnectionError::Timeout)),
         "{result:?}"
@@ -139,27 +140,25 @@ async fn progress_is_sent_once_per_interval_while_the_filter_works() {
         .read_timeout(None)
         .progress_interval(Some(Duration::from_secs(5)))
         .serve(filter_side, held_at_end(held));
-    let server = async_std::task::spawn(connection);
-    let mut client = Client::new(mta, Profile::postfix());
-    client.negotiate().await.unwrap();
-    up_to_end_of_message(&mut client).await;
-    let eom = async_std::task::spawn(async move {
-        let eom = client.end_of_message().await.unwrap();
-        (client, eom)
-    });
-    for _ in 0..3 {
-        armed(&clock, 1).await;
-        clock.advance(Duration::from_secs(5));
-    }
-    armed(&clock, 1).await;
-    release.send(()).unwrap();
-    let (mut client, eom) = async_std::future::timeout(HANG, eom)
-        .await
-        .expect("no hang");
-    assert_eq!(eom.reply, Reply::Accept);
-    assert_eq!(eom.progress, 3, "one PROGRESS per 5 s interval");
-    client.quit().await.unwrap();
-    let result = async_std::future::timeout(HANG, server)
+    let script = async {
+        let mut client = Client::new(mta, Profile::postfix());
+        client.negotiate().await.unwrap();
+        up_to_end_of_message(&mut client).await;
+        let time = async {
+            for _ in 0..3 {
+                armed(&clock, 1).await;
+                clock.advance(Duration::from_secs(5));
+            }
+            armed(&clock, 1).await;
+            release.send(()).unwrap();
+        };
+        let (eom, ()) = futures::future::join(client.end_of_message(), time).await;
+        let eom = eom.unwrap();
+        assert_eq!(eom.reply, Reply::Accept);
+        assert_eq!(eom.progress, 3, "one PROGRESS per 5 s interval");
+        client.quit().await.unwrap();
+    };
+    let (result, ()) = async_std::future::timeout(HANG, futures::future::join(connection, script))
         .await
         .expect("no hang");
     assert!(result.is_ok(), "{result:?}");

@@ -115,7 +115,10 @@ impl Session {
         self.headers.clear();
         self.macros.clear();
         Finished {
-            edits: std::mem::replace(&mut self.edits, EditQueue::new(crate::proto::Actions::EMPTY)),
+            edits: std::mem::replace(
+                &mut self.edits,
+                EditQueue::new(crate::proto::Actions::EMPTY),
+            ),
             recycled: Recycled {
                 recipients: std::mem::take(&mut self.recipients),
                 headers: std::mem::take(&mut self.headers),

@@ -11,8 +11,8 @@ use std::task::Waker;
 
 use super::connection_data::ConnectionData;
 use super::event::Event;
-use super::state::ConnectionState;
 use super::phase::Phase;
+use super::state::ConnectionState;
 use crate::proto::ReplyCode;
 
 /// A reply the filter chose for one event (a recipient) while going on.
