@@ -21,10 +21,8 @@ async fn recipients_then_accept(session: &mut Session) -> Result<Verdict, Error>
 #[async_std::test]
 async fn streams_end_at_the_next_event_when_the_one_between_is_switched_off() {
     for profile in [Profile::postfix(), Profile::sendmail()] {
-        let needs = Needs {
-            events: Events::MAIL | Events::RCPT | Events::HEADER | Events::EOH,
-            ..Needs::default()
-        };
+        let needs =
+            Needs::everything().events(Events::MAIL | Events::RCPT | Events::HEADER | Events::EOH);
         let filter = FnFilter::new(recipients_then_accept).with_needs(needs);
         let mut client = in_process(filter, profile).unwrap();
         client.negotiate().await.unwrap();
@@ -47,10 +45,7 @@ struct HeadersOnly {
 #[async_trait::async_trait]
 impl Filter for HeadersOnly {
     fn needs(&self) -> Needs {
-        Needs {
-            events: Events::HEADER | Events::EOH,
-            ..Needs::default()
-        }
+        Needs::everything().events(Events::HEADER | Events::EOH)
     }
 
     async fn filter(&self, session: &mut Session) -> Result<Verdict, Error> {
@@ -134,10 +129,7 @@ struct Counting<F> {
 #[async_trait::async_trait]
 impl<F: Filter> Filter for Counting<F> {
     fn needs(&self) -> Needs {
-        Needs {
-            optional_actions: Actions::EMPTY,
-            ..self.inner.needs()
-        }
+        self.inner.needs().optional_actions(Actions::EMPTY)
     }
 
     async fn filter(&self, session: &mut Session) -> Result<Verdict, Error> {

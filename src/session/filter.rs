@@ -23,12 +23,10 @@ use crate::proto::Needs;
 /// #[async_trait::async_trait]
 /// impl Filter for Tagger {
 ///     fn needs(&self) -> Needs {
-///         Needs {
-///             actions: Actions::ADD_HEADERS,
-///             events: Events::HEADER | Events::EOH,
-///             answers: Events::EMPTY,
-///             ..Needs::default()
-///         }
+///         // Reads the headers, answers nothing before end of message, adds a header.
+///         Needs::new()
+///             .events(Events::HEADER | Events::EOH)
+///             .actions(Actions::ADD_HEADERS)
 ///     }
 ///
 ///     async fn filter(&self, session: &mut Session) -> Result<Verdict, Error> {
@@ -40,10 +38,11 @@ use crate::proto::Needs;
 /// ```
 #[async_trait]
 pub trait Filter: Send + Sync + 'static {
-    /// What the filter needs from the MTA; drives negotiation. The default asks for every
-    /// event and every action the MTA offers.
+    /// What the filter needs from the MTA; drives negotiation. The default,
+    /// [`Needs::everything`], asks for every event, answer and action the MTA offers;
+    /// declaring only what the filter uses saves the MTA sending and waiting.
     fn needs(&self) -> Needs {
-        Needs::default()
+        Needs::everything()
     }
 
     /// Looks at one message and decides.
@@ -78,7 +77,8 @@ where
     }
 }
 
-/// Adapts a plain `async fn` into a [`Filter`] with default needs.
+/// Adapts a plain `async fn` into a [`Filter`]; its needs are [`Needs::everything`] unless
+/// declared with [`FnFilter::with_needs`].
 #[derive(Debug, Clone)]
 pub struct FnFilter<F> {
     function: F,
@@ -89,11 +89,11 @@ impl<F> FnFilter<F>
 where
     F: for<'a> FilterFn<'a>,
 {
-    /// Wraps `function`, asking for every event and action.
+    /// Wraps `function`, asking for every event and action ([`Needs::everything`]).
     pub fn new(function: F) -> Self {
         Self {
             function,
-            needs: Needs::default(),
+            needs: Needs::everything(),
         }
     }
 
