@@ -405,8 +405,9 @@ fn parse_negotiate_input(data: &[u8]) -> (OptNeg, Needs) {
 /// version below 2 refused, actions and protocol options a subset of the offer (an empty
 /// offer read as libmilter reads it, as the version 1 sets), required actions granted or
 /// the refusal naming only required ones, no needed event suppressed, no answered event
-/// marked no-reply, macro lists only with `SET_MACRO_LIST` and end-of-message and
-/// end-of-headers lists requested together, [`crate::proto::Agreed::sends`] and
+/// marked no-reply, macro lists only with `SET_MACRO_LIST`, end-of-message and
+/// end-of-headers lists requested together and the queue id `i` in each list for a stage
+/// from MAIL on, [`crate::proto::Agreed::sends`] and
 /// [`crate::proto::Agreed::expects_reply`] agreeing with the flags, and the reply encoding
 /// and decoding back to the same options and lists.
 ///
@@ -512,7 +513,9 @@ fn check_agreed_flags(needs: &Needs, agreed: &Agreed) {
 }
 
 /// Macro lists: only with `SET_MACRO_LIST`, each stage at most once, end of message together
-/// with end of headers, and every declared list requested.
+/// with end of headers, every requested name asked for, and the queue id `i` in every list
+/// for a stage whose default list has it (MAIL, RCPT, DATA, end of headers, end of message:
+/// protocol reference §5.7), since a list replaces the default.
 fn check_agreed_macros(needs: &Needs, agreed: &Agreed) {
     let actions = agreed.options.actions;
     if agreed.macros.is_empty() {
@@ -529,16 +532,45 @@ fn check_agreed_macros(needs: &Needs, agreed: &Agreed) {
         assert!(lists.next().is_none(), "{stage:?} requested twice");
         first
     };
+    let words = |names: &str| -> Vec<String> {
+        names
+            .split(|c: char| c == ',' || c.is_ascii_whitespace())
+            .filter(|w| !w.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
     assert_eq!(
         list(MacroStage::EndOfMessage).is_some(),
         list(MacroStage::EndOfHeaders).is_some()
     );
     for (stage, names) in needs.get_macros() {
-        assert_eq!(
-            list(*stage),
-            Some(names.as_str()),
-            "{stage:?} not requested"
-        );
+        let sent = list(*stage).unwrap_or_else(|| panic!("{stage:?} not requested"));
+        let sent_words = words(sent);
+        for name in words(names) {
+            assert!(
+                sent_words.contains(&name),
+                "{name} not requested at {stage:?}"
+            );
+        }
+    }
+    for (stage, names) in &agreed.macros {
+        let queue_id_stage = !matches!(stage, MacroStage::Connect | MacroStage::Helo);
+        if queue_id_stage {
+            assert!(
+                words(names).iter().any(|w| w == "i" || w == "{i}"),
+                "{stage:?} list {names:?} lacks the queue id"
+            );
+            let declared = needs.get_macros().iter().find(|(s, _)| s == stage);
+            if let Some((_, declared)) = declared {
+                let i_count =
+                    |n: &str| words(n).iter().filter(|w| *w == "i" || *w == "{i}").count();
+                assert_eq!(
+                    i_count(names),
+                    i_count(declared).max(1),
+                    "{stage:?}: i added although declared, or more than once"
+                );
+            }
+        }
     }
 }
 

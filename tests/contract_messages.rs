@@ -533,9 +533,10 @@ fn negotiation_follows_declared_needs() {
                     | ProtocolFlags::NO_UNKNOWN,
                 "{who}"
             );
+            // The queue id `i` comes along: the list replaces the MTA's default MAIL list.
             assert_eq!(
                 negotiated.macro_requests,
-                [(MacroStage::Mail, "{auth_authen}".to_owned())],
+                [(MacroStage::Mail, "i {auth_authen}".to_owned())],
                 "{who}"
             );
             log.take();

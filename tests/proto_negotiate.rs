@@ -524,7 +524,7 @@ fn end_of_message_and_end_of_headers_lists_come_together() {
     assert_eq!(
         agreed.macros,
         owned(&[
-            (MacroStage::EndOfMessage, "{msg_id}"),
+            (MacroStage::EndOfMessage, "i {msg_id}"),
             (MacroStage::EndOfHeaders, "i")
         ])
     );
@@ -536,19 +536,76 @@ fn end_of_message_and_end_of_headers_lists_come_together() {
     assert_eq!(
         agreed.macros,
         owned(&[
-            (MacroStage::EndOfHeaders, "{x}"),
+            (MacroStage::EndOfHeaders, "i {x}"),
             (MacroStage::EndOfMessage, "i")
         ])
     );
     let both = [
-        (MacroStage::EndOfHeaders, "a"),
-        (MacroStage::EndOfMessage, "b"),
+        (MacroStage::EndOfHeaders, "i a"),
+        (MacroStage::EndOfMessage, "i b"),
     ];
     let agreed = negotiate(POSTFIX_3_7, &with_macros(&both)).unwrap();
     assert_eq!(agreed.macros, owned(&both));
     // Other stages alone pull in nothing.
     let agreed = negotiate(POSTFIX_3_7, &with_macros(&[(MacroStage::Connect, "j")])).unwrap();
     assert_eq!(agreed.macros.len(), 1);
+}
+
+/// A list replaces the MTA's default for its stage (§3.4), and the defaults carry the queue
+/// id `i` from MAIL on (§5.7: Sendmail at MAIL, Postfix at MAIL to end of message), so
+/// negotiation puts `i` back into lists for those stages, once.
+#[test]
+fn lists_from_mail_on_keep_the_queue_id() {
+    use MacroStage::{Connect, Data, EndOfHeaders, EndOfMessage, Helo, Mail, Rcpt};
+    // (declared, requested)
+    let table: &[(Lists<'_>, Lists<'_>)] = &[
+        // The reported case: `{auth_authen}` at MAIL lost `i` on Sendmail.
+        (&[(Mail, "{auth_authen}")], &[(Mail, "i {auth_authen}")]),
+        (&[(Rcpt, "{rcpt_addr}")], &[(Rcpt, "i {rcpt_addr}")]),
+        (&[(Data, "{x} {y}")], &[(Data, "i {x} {y}")]),
+        // Already named, bare, braced or after a comma (Sendmail's other separator): as is.
+        (&[(Mail, "{auth_authen} i")], &[(Mail, "{auth_authen} i")]),
+        (&[(Mail, "{i} {auth_type}")], &[(Mail, "{i} {auth_type}")]),
+        (&[(Rcpt, "{rcpt_addr},i")], &[(Rcpt, "{rcpt_addr},i")]),
+        // Names that merely contain an i are not the queue id.
+        (&[(Mail, "{if_name} ii")], &[(Mail, "i {if_name} ii")]),
+        // An empty list (Sendmail: no macros) becomes `i` alone at these stages.
+        (&[(Data, "")], &[(Data, "i")]),
+        // CONNECT and HELO have no queue id: untouched, empty lists included.
+        (&[(Connect, "{client_addr}")], &[(Connect, "{client_addr}")]),
+        (&[(Helo, "")], &[(Helo, "")]),
+        // End of headers and end of message: each gets `i`, the partner list too.
+        (
+            &[(EndOfHeaders, "{x}"), (EndOfMessage, "{msg_id}")],
+            &[(EndOfHeaders, "i {x}"), (EndOfMessage, "i {msg_id}")],
+        ),
+        // Several stages at once, in the order declared.
+        (
+            &[
+                (Connect, "j"),
+                (Mail, "{auth_authen}"),
+                (Rcpt, "i {rcpt_addr}"),
+            ],
+            &[
+                (Connect, "j"),
+                (Mail, "i {auth_authen}"),
+                (Rcpt, "i {rcpt_addr}"),
+            ],
+        ),
+        // Declaring a stage twice adds to its one list; `i` is added once.
+        (
+            &[(Mail, "{auth_type}"), (Mail, "{auth_authen}")],
+            &[(Mail, "i {auth_type} {auth_authen}")],
+        ),
+    ];
+    for (declared, requested) in table {
+        let wants = with_macros(declared);
+        for mta in [POSTFIX_3_7, SENDMAIL_8_17] {
+            let agreed = negotiate(mta, &wants).unwrap();
+            assert_eq!(agreed.macros, owned(requested), "{declared:?}");
+            async_milter::fuzzing::negotiate(&negotiate_input(mta, &wants));
+        }
+    }
 }
 
 #[test]
@@ -599,7 +656,7 @@ fn random_offers_obey_the_rules() {
             .answers(Events::from_bits(pick(&mut rng, 0x1FF)))
             .options(ProtocolFlags::from_bits(pick(&mut rng, 0xFFFF_FFFF)));
         for _ in 0..rng.below(3) {
-            let names = ["i {x}", "{x}", ""][rng.below(3)];
+            let names = ["i {x}", "{x}", "", "{i}", "a,i", "{if_name}"][rng.below(6)];
             wants = wants.macros(MacroStage::ALL[rng.below(7)], names);
         }
         async_milter::fuzzing::negotiate(&negotiate_input(offer, &wants));

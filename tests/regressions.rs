@@ -3,9 +3,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use async_milter::proto::{Actions, Events, Family};
+use async_milter::proto::{Actions, Events, Family, MacroStage};
 use async_milter::session::FnFilter;
-use async_milter::testing::{Envelope, Profile, Reply, in_process};
+use async_milter::testing::{Envelope, MtaKind, Profile, Reply, in_process};
 use async_milter::{Error, Filter, Needs, Session, Verdict};
 
 const MESSAGE: &[u8] = b"Subject: hello\r\nX-Bad: yes\r\n\r\nbody\r\n";
@@ -173,4 +173,51 @@ async fn a_flood_of_headers_fails_the_message_instead_of_growing_without_bound()
     let shorter = &message[message.iter().position(|&b| b == b'\n').unwrap() + 1..];
     let outcome = client.send_message(&envelope, shorter).await.unwrap();
     assert_eq!(outcome.verdict, Reply::Accept);
+}
+
+/// Adds `X-Queue-Id-At-Mail` and `X-Queue-Id-At-Eom` with what `Session::queue_id` said.
+async fn report_queue_id(session: &mut Session) -> Result<Verdict, Error> {
+    session.envelope_from().await?;
+    let at_mail = session.queue_id().unwrap_or("-").to_owned();
+    session.end_of_message().await?;
+    let at_eom = session.queue_id().unwrap_or("-").to_owned();
+    session.add_header("X-Queue-Id-At-Mail", at_mail)?;
+    session.add_header("X-Queue-Id-At-Eom", at_eom)?;
+    Ok(Verdict::Accept)
+}
+
+/// A filter asking for `{auth_authen}` at MAIL replaced Sendmail's MAIL list, which is the
+/// only one with the queue id `i`, so `Session::queue_id` stayed empty on Sendmail.
+#[async_std::test]
+async fn a_macro_list_at_mail_keeps_the_queue_id() {
+    for profile in [Profile::sendmail(), Profile::postfix()] {
+        let kind = profile.kind;
+        let queue_id = profile.queue_id.clone();
+        let needs = Needs::new()
+            .events(Events::MAIL)
+            .actions(Actions::ADD_HEADERS)
+            .macros(MacroStage::Mail, "{auth_authen}");
+        let filter = FnFilter::new(report_queue_id).with_needs(needs);
+        let mut client = in_process(filter, profile).unwrap();
+        client.negotiate().await.unwrap();
+        let envelope = Envelope::new("<a@example.com>", &["<b@example.com>"]);
+        let outcome = client.send_message(&envelope, MESSAGE).await.unwrap();
+        let delivered = outcome.delivered.expect("delivered");
+        // Postfix picks its queue id only after the first RCPT (protocol reference §5.7).
+        let at_mail = if kind == MtaKind::Postfix {
+            "-"
+        } else {
+            queue_id.as_str()
+        };
+        assert_eq!(
+            delivered.header("X-Queue-Id-At-Mail"),
+            Some(at_mail),
+            "{kind:?}"
+        );
+        assert_eq!(
+            delivered.header("X-Queue-Id-At-Eom"),
+            Some(queue_id.as_str()),
+            "{kind:?}"
+        );
+    }
 }

@@ -364,9 +364,13 @@ impl Needs {
     /// Asks for the macros `names` (separated by spaces, such as `"{auth_authen} {auth_type}"`)
     /// at `stage`. Calling it again for the same stage adds to that stage's list.
     ///
-    /// A list replaces the MTA's default list for its stage (`SETSYMLIST`). A list for end
-    /// of headers or end of message brings one for the other (Sendmail uses either only with
-    /// both). Requested only when the MTA offers `SET_MACRO_LIST` (version 6).
+    /// A list replaces the MTA's default list for its stage (`SETSYMLIST`). So that the
+    /// queue id stays known (log lines, [`Session::queue_id`](crate::Session::queue_id)),
+    /// negotiation adds `i` to a list for MAIL, RCPT, DATA, end of headers or end of message
+    /// unless it names `i` or `{i}` already; an empty list for one of those stages thus asks
+    /// for `i` alone. A list for end of headers or end of message brings one for the other
+    /// (Sendmail uses either only with both). Requested only when the MTA offers
+    /// `SET_MACRO_LIST` (version 6).
     #[must_use]
     pub fn macros(mut self, stage: MacroStage, names: &str) -> Self {
         match self.macros.iter_mut().find(|(s, _)| *s == stage) {
@@ -413,8 +417,8 @@ impl Needs {
         self.options
     }
 
-    /// The macro lists as declared, one per stage in the order first named
-    /// ([`Needs::macros`]).
+    /// The macro lists as declared, one per stage in the order first named, before
+    /// negotiation adds `i` ([`Needs::macros`]).
     #[must_use]
     pub fn get_macros(&self) -> &[(MacroStage, String)] {
         &self.macros
@@ -625,10 +629,43 @@ pub fn negotiate(offer: OptNeg, needs: &Needs) -> Result<Agreed, NegotiateError>
     })
 }
 
-/// Sendmail applies a filter's end-of-message list only when an end-of-headers list came
-/// too, so whenever one of the two is requested, the other is requested with at least `i`.
+/// The stages whose default list carries the queue id `i` on Sendmail (MAIL, and its values
+/// stay visible to the end of the message) or on Postfix (MAIL to end of message; reliable
+/// from DATA on). A filter's list for one of them replaces that default (protocol reference
+/// §3.4, §5.7), so `i` is added back.
+const QUEUE_ID_STAGES: [MacroStage; 5] = [
+    MacroStage::Mail,
+    MacroStage::Rcpt,
+    MacroStage::Data,
+    MacroStage::EndOfHeaders,
+    MacroStage::EndOfMessage,
+];
+
+/// Whether a space- or comma-separated macro list (Sendmail accepts both) names `i`.
+fn names_queue_id(names: &str) -> bool {
+    names
+        .split(|c: char| c == ',' || c.is_ascii_whitespace())
+        .any(|name| name == "i" || name == "{i}")
+}
+
+/// The lists to request for `requested`: `i` added where the stage's default list has it
+/// (see [`QUEUE_ID_STAGES`]), and, because Sendmail applies a filter's end-of-message list
+/// only when an end-of-headers list came too, whenever one of the two is requested the
+/// other is requested with `i`.
 fn complete_macro_requests(requested: &[(MacroStage, String)]) -> Vec<(MacroStage, String)> {
-    let mut macros = requested.to_vec();
+    let mut macros: Vec<(MacroStage, String)> = requested
+        .iter()
+        .map(|(stage, names)| {
+            let names = if !QUEUE_ID_STAGES.contains(stage) || names_queue_id(names) {
+                names.clone()
+            } else if names.is_empty() {
+                "i".to_owned()
+            } else {
+                format!("i {names}")
+            };
+            (*stage, names)
+        })
+        .collect();
     let has = |macros: &[(MacroStage, String)], stage| macros.iter().any(|(s, _)| *s == stage);
     let eoh = has(&macros, MacroStage::EndOfHeaders);
     let eom = has(&macros, MacroStage::EndOfMessage);
