@@ -1,9 +1,10 @@
-//! Regressions found in review: each test drives a real filter through the test kit.
+//! Regressions found in review and issue items: each test drives a real filter through the
+//! test kit.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use async_milter::proto::{Actions, Events, Family, MacroStage};
+use async_milter::proto::{Actions, Events, Family, MAX_REPLY_LINE, MacroStage, ReplyCode};
 use async_milter::session::FnFilter;
 use async_milter::testing::{Envelope, MtaKind, Profile, Reply, in_process};
 use async_milter::{Error, Filter, Needs, Session, Verdict};
@@ -219,5 +220,50 @@ async fn a_macro_list_at_mail_keeps_the_queue_id() {
             Some(queue_id.as_str()),
             "{kind:?}"
         );
+    }
+}
+
+/// Rejects at end of message naming the `X-Name` header's value, as a filter naming a
+/// refused attachment would.
+async fn reject_naming_header(session: &mut Session) -> Result<Verdict, Error> {
+    let mut name = String::new();
+    while let Some(header) = session.next_header().await? {
+        if header.name.eq_ignore_ascii_case("X-Name") {
+            name = String::from_utf8_lossy(header.value.as_bytes()).into_owned();
+        }
+    }
+    session.end_of_message().await?;
+    let text = format!("attachment {name} refused");
+    Ok(Verdict::Reply(
+        ReplyCode::sanitized(550, "5.7.1", &text).map_err(Error::filter)?,
+    ))
+}
+
+/// A peer-controlled value in a reject text cannot turn the reject into an error reply.
+#[async_std::test]
+async fn a_hostile_name_in_a_sanitized_reply_still_rejects() {
+    let folded = format!(
+        "Subject: x\r\nX-Name: a.exe\r\n 250 2.0.0 Ok 100%{}\r\n\r\nbody\r\n",
+        "n".repeat(2000)
+    );
+    for profile in [Profile::postfix(), Profile::sendmail()] {
+        let needs = Needs::new().events(Events::HEADER | Events::EOH);
+        let filter = FnFilter::new(reject_naming_header).with_needs(needs);
+        let mut client = in_process(filter, profile).unwrap();
+        client.negotiate().await.unwrap();
+        let envelope = Envelope::new("<a@example.com>", &["<b@example.com>"]);
+        let outcome = client
+            .send_message(&envelope, folded.as_bytes())
+            .await
+            .unwrap();
+        let Reply::ReplyCode(text) = outcome.verdict else {
+            panic!("not a custom reply: {:?}", outcome.verdict);
+        };
+        assert!(
+            text.starts_with("550 5.7.1 attachment a.exe  250 2.0.0 Ok 100%%nnn"),
+            "{text:?}"
+        );
+        assert!(!text.contains(['\r', '\n', '\0']), "{text:?}");
+        assert_eq!(text.len(), MAX_REPLY_LINE);
     }
 }
