@@ -4,7 +4,7 @@
 
 use async_milter::server::{Server, ServerConfig, termination_signal};
 use async_milter::session::FnFilter;
-use async_milter::{Error, Session, Verdict};
+use async_milter::{Error, Needs, Session, Verdict};
 
 async fn accept_all(_session: &mut Session) -> Result<Verdict, Error> {
     Ok(Verdict::Accept)
@@ -18,7 +18,11 @@ fn main() -> std::io::Result<()> {
     async_std::task::block_on(async {
         let server = Server::bind_with(&spec, ServerConfig::default()).await?;
         server
-            .serve_until(FnFilter::new(accept_all), termination_signal())
+            .serve_until(
+                // Awaits nothing and edits nothing: the MTA sends only end of message.
+                FnFilter::new(accept_all).with_needs(Needs::new()),
+                termination_signal(),
+            )
             .await
     })
 }

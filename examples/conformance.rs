@@ -10,10 +10,10 @@
 //!
 //! Run: `cargo run --example conformance [SOCKET]` (default `inet:7357@127.0.0.1`).
 
-use async_milter::proto::ReplyCode;
+use async_milter::proto::{Actions, Events, ReplyCode};
 use async_milter::server::{Server, ServerConfig, termination_signal};
 use async_milter::session::FnFilter;
-use async_milter::{Error, Session, Verdict};
+use async_milter::{Error, Needs, Session, Verdict};
 
 async fn conformance(session: &mut Session) -> Result<Verdict, Error> {
     let from = session.envelope_from().await?;
@@ -62,6 +62,33 @@ async fn conformance(session: &mut Session) -> Result<Verdict, Error> {
     Ok(Verdict::Accept)
 }
 
+/// Refuses at MAIL and RCPT, reads headers and body, makes every kind of edit (each required:
+/// an MTA that cannot take one is refused at negotiation rather than failing every message).
+/// CONNECT and HELO are not awaited but still asked for: miltertest
+/// (`scripts/e2e.d/conformance.lua`) sends them and refuses to when they are negotiated away.
+fn needs() -> Needs {
+    Needs::new()
+        .events(
+            Events::CONNECT
+                | Events::HELO
+                | Events::MAIL
+                | Events::RCPT
+                | Events::HEADER
+                | Events::EOH
+                | Events::BODY,
+        )
+        .answers(Events::MAIL | Events::RCPT)
+        .actions(
+            Actions::ADD_HEADERS
+                | Actions::CHANGE_HEADERS
+                | Actions::CHANGE_BODY
+                | Actions::ADD_RCPT
+                | Actions::DELETE_RCPT
+                | Actions::QUARANTINE
+                | Actions::CHANGE_FROM,
+        )
+}
+
 fn main() -> std::io::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let spec = std::env::args()
@@ -70,7 +97,10 @@ fn main() -> std::io::Result<()> {
     async_std::task::block_on(async {
         let server = Server::bind_with(&spec, ServerConfig::default()).await?;
         server
-            .serve_until(FnFilter::new(conformance), termination_signal())
+            .serve_until(
+                FnFilter::new(conformance).with_needs(needs()),
+                termination_signal(),
+            )
             .await
     })
 }

@@ -46,12 +46,11 @@ fn main() -> std::io::Result<()> {
     let spec = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "inet:7357@127.0.0.1".to_owned());
-    let needs = Needs {
-        actions: Actions::CHANGE_BODY,
-        events: Events::HEADER | Events::EOH | Events::BODY,
-        answers: Events::EMPTY,
-        ..Needs::default()
-    };
+    // Headers (to tell plain text) and the body; nothing answered before end of message; the
+    // body replaced.
+    let needs = Needs::new()
+        .events(Events::HEADER | Events::EOH | Events::BODY)
+        .actions(Actions::CHANGE_BODY);
     async_std::task::block_on(async {
         let server = Server::bind_with(&spec, ServerConfig::default()).await?;
         server

@@ -26,10 +26,10 @@
 
 use std::time::Duration;
 
-use async_milter::proto::ReplyCode;
+use async_milter::proto::{Actions, Events, ReplyCode};
 use async_milter::server::{Server, ServerConfig, termination_signal};
 use async_milter::session::{FnFilter, HeaderField, HeaderPosition};
-use async_milter::{Error, Session, Verdict};
+use async_milter::{Error, Needs, Session, Verdict};
 
 /// Reads every header of the message (after the envelope) and returns them.
 async fn all_headers(session: &mut Session) -> Result<Vec<HeaderField>, Error> {
@@ -174,13 +174,24 @@ const SCENARIOS: &[&str] = &[
     "slow",
 ];
 
-async fn serve<F>(spec: &str, filter: F) -> std::io::Result<()>
+/// What a scenario that reads the headers and edits at end of message uses: headers, no
+/// answer before end of message, `actions`.
+fn headers_then(actions: Actions) -> Needs {
+    Needs::new()
+        .events(Events::HEADER | Events::EOH)
+        .actions(actions)
+}
+
+async fn serve<F>(spec: &str, filter: F, needs: Needs) -> std::io::Result<()>
 where
     F: for<'a> async_milter::session::FilterFn<'a>,
 {
     let server = Server::bind_with(spec, ServerConfig::default()).await?;
     server
-        .serve_until(FnFilter::new(filter), termination_signal())
+        .serve_until(
+            FnFilter::new(filter).with_needs(needs),
+            termination_signal(),
+        )
         .await
 }
 
@@ -196,13 +207,32 @@ fn main() -> std::io::Result<()> {
     };
     async_std::task::block_on(async {
         match scenario.as_str() {
-            "insert-headers" => serve(spec, insert_headers).await,
-            "second-header" => serve(spec, second_header).await,
-            "folded-nonascii" => serve(spec, folded_nonascii).await,
-            "multiline-reply" => serve(spec, multiline_reply).await,
-            "connect-reject" => serve(spec, connect_reject).await,
-            "panic" => serve(spec, panic_on_subject).await,
-            "slow" => serve(spec, slow).await,
+            "insert-headers" => {
+                let needs = headers_then(Actions::ADD_HEADERS);
+                serve(spec, insert_headers, needs).await
+            }
+            "second-header" => {
+                let needs = headers_then(Actions::ADD_HEADERS | Actions::CHANGE_HEADERS);
+                serve(spec, second_header, needs).await
+            }
+            "folded-nonascii" => {
+                let needs = headers_then(Actions::ADD_HEADERS);
+                serve(spec, folded_nonascii, needs).await
+            }
+            "multiline-reply" => {
+                // Refuses at MAIL (else at end of message, which is always answered).
+                let needs = Needs::new().events(Events::MAIL).answers(Events::MAIL);
+                serve(spec, multiline_reply, needs).await
+            }
+            "connect-reject" => {
+                // Its verdict goes out as the answer to CONNECT, so CONNECT is seen and answered.
+                let needs = Needs::new()
+                    .events(Events::CONNECT)
+                    .answers(Events::CONNECT);
+                serve(spec, connect_reject, needs).await
+            }
+            "panic" => serve(spec, panic_on_subject, headers_then(Actions::EMPTY)).await,
+            "slow" => serve(spec, slow, headers_then(Actions::EMPTY)).await,
             other => {
                 eprintln!(
                     "unknown scenario {other:?}; one of: {}",

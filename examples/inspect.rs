@@ -3,10 +3,10 @@
 //!
 //! Run: `RUST_LOG=info cargo run --example inspect [SOCKET]` (default `inet:7357@127.0.0.1`).
 
-use async_milter::proto::MacroStage;
+use async_milter::proto::{Events, MacroStage};
 use async_milter::server::{Server, ServerConfig, termination_signal};
 use async_milter::session::FnFilter;
-use async_milter::{Error, Session, Verdict};
+use async_milter::{Error, Needs, Session, Verdict};
 use log::info;
 
 fn log_macros(session: &Session, stage: MacroStage) {
@@ -68,10 +68,23 @@ fn main() -> std::io::Result<()> {
     let spec = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "inet:7357@127.0.0.1".to_owned());
+    // Every event it awaits; it answers none of them before end of message and edits nothing.
+    let needs = Needs::new().events(
+        Events::CONNECT
+            | Events::HELO
+            | Events::MAIL
+            | Events::RCPT
+            | Events::HEADER
+            | Events::EOH
+            | Events::BODY,
+    );
     async_std::task::block_on(async {
         let server = Server::bind_with(&spec, ServerConfig::default()).await?;
         server
-            .serve_until(FnFilter::new(inspect), termination_signal())
+            .serve_until(
+                FnFilter::new(inspect).with_needs(needs),
+                termination_signal(),
+            )
             .await
     })
 }

@@ -6,7 +6,7 @@
 //!
 //! Run: `cargo run --example recipient_policy [SOCKET]` (default `inet:7357@127.0.0.1`).
 
-use async_milter::proto::{Actions, Events, ReplyCode};
+use async_milter::proto::{Events, ReplyCode};
 use async_milter::server::{Server, ServerConfig, termination_signal};
 use async_milter::session::FnFilter;
 use async_milter::{Error, Needs, Session, Verdict};
@@ -33,13 +33,7 @@ fn main() -> std::io::Result<()> {
         .nth(1)
         .unwrap_or_else(|| "inet:7357@127.0.0.1".to_owned());
     // Recipients only: everything else is negotiated away, so the MTA never waits on us.
-    let needs = Needs {
-        actions: Actions::EMPTY,
-        optional_actions: Actions::EMPTY,
-        events: Events::RCPT,
-        answers: Events::RCPT,
-        ..Needs::default()
-    };
+    let needs = Needs::new().events(Events::RCPT).answers(Events::RCPT);
     async_std::task::block_on(async {
         let server = Server::bind_with(&spec, ServerConfig::default()).await?;
         let filter = FnFilter::new(recipient_policy).with_needs(needs);

@@ -23,12 +23,11 @@ fn is_internal(session: &Session) -> bool {
 
 impl Filter for SubjectTagger {
     fn needs(&self) -> Needs {
-        Needs {
-            actions: Actions::CHANGE_HEADERS | Actions::ADD_HEADERS,
-            events: Events::CONNECT | Events::HEADER | Events::EOH,
-            answers: Events::EMPTY,
-            ..Needs::default()
-        }
+        // The client address and the headers; nothing answered before end of message; the
+        // subject changed, or added when missing.
+        Needs::new()
+            .events(Events::CONNECT | Events::HEADER | Events::EOH)
+            .actions(Actions::CHANGE_HEADERS | Actions::ADD_HEADERS)
     }
 
     async fn filter(&self, session: &mut Session) -> Result<Verdict, Error> {

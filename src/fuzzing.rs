@@ -350,15 +350,15 @@ pub fn negotiate_input(offer: OptNeg, needs: &Needs) -> Vec<u8> {
         offer.version,
         offer.actions.bits(),
         offer.protocol.bits(),
-        needs.actions.bits(),
-        needs.optional_actions.bits(),
-        needs.events.bits(),
-        needs.answers.bits(),
-        needs.options.bits(),
+        needs.get_actions().bits(),
+        needs.get_optional_actions().bits(),
+        needs.get_events().bits(),
+        needs.get_answers().bits(),
+        needs.get_options().bits(),
     ] {
         data.extend_from_slice(&word.to_be_bytes());
     }
-    for (stage, names) in &needs.macros {
+    for (stage, names) in needs.get_macros() {
         data.push(u32::from(*stage) as u8);
         data.extend_from_slice(names.as_bytes());
         data.push(0);
@@ -379,7 +379,12 @@ fn parse_negotiate_input(data: &[u8]) -> (OptNeg, Needs) {
     let events = Events::from_bits(words.next());
     let answers = Events::from_bits(words.next());
     let options = ProtocolFlags::from_bits(words.next());
-    let mut macros = Vec::new();
+    let mut needs = Needs::new()
+        .actions(actions)
+        .optional_actions(optional_actions)
+        .events(events)
+        .answers(answers)
+        .options(options);
     let mut rest = words.0;
     while let Some((&stage, tail)) = rest.split_first() {
         let end = tail.iter().position(|&b| b == 0).unwrap_or(tail.len());
@@ -388,17 +393,9 @@ fn parse_negotiate_input(data: &[u8]) -> (OptNeg, Needs) {
             .get(usize::from(stage % 7))
             .copied()
             .unwrap_or(MacroStage::Connect);
-        macros.push((stage, String::from_utf8_lossy(names).into_owned()));
+        needs = needs.macros(stage, &String::from_utf8_lossy(names));
         rest = after.get(1..).unwrap_or_default();
     }
-    let needs = Needs {
-        actions,
-        optional_actions,
-        events,
-        answers,
-        options,
-        macros,
-    };
     (offer, needs)
 }
 
@@ -408,8 +405,9 @@ fn parse_negotiate_input(data: &[u8]) -> (OptNeg, Needs) {
 /// version below 2 refused, actions and protocol options a subset of the offer (an empty
 /// offer read as libmilter reads it, as the version 1 sets), required actions granted or
 /// the refusal naming only required ones, no needed event suppressed, no answered event
-/// marked no-reply, macro lists only with `SET_MACRO_LIST` and end-of-message and
-/// end-of-headers lists requested together, [`crate::proto::Agreed::sends`] and
+/// marked no-reply, macro lists only with `SET_MACRO_LIST`, end-of-message and
+/// end-of-headers lists requested together and the queue id `i` in each list for a stage
+/// from MAIL on, [`crate::proto::Agreed::sends`] and
 /// [`crate::proto::Agreed::expects_reply`] agreeing with the flags, and the reply encoding
 /// and decoding back to the same options and lists.
 ///
@@ -429,7 +427,7 @@ pub fn negotiate(data: &[u8]) {
             assert!(offer.version >= 2);
             assert!(!missing.is_empty(), "refused for no missing action");
             assert!(
-                needs.actions.contains(missing),
+                needs.get_actions().contains(missing),
                 "{missing:?} was not required"
             );
             return;
@@ -465,18 +463,19 @@ fn check_agreed_flags(needs: &Needs, agreed: &Agreed) {
         "{reply:?} exceeds {offer:?}"
     );
     assert!(
-        reply.actions.contains(needs.actions),
+        reply.actions.contains(needs.get_actions()),
         "required actions not granted"
     );
     assert!(
-        (needs.actions | needs.optional_actions | Actions::SET_MACRO_LIST).contains(reply.actions),
+        (needs.get_actions() | needs.get_optional_actions() | Actions::SET_MACRO_LIST)
+            .contains(reply.actions),
         "actions nobody asked for: {reply:?}"
     );
 
     for (event, no, nr) in Events::FLAGS {
-        if needs.events.contains(event) {
+        if needs.get_events().contains(event) {
             assert!(!reply.protocol.contains(no), "needed {event:?} suppressed");
-            if needs.answers.contains(event) {
+            if needs.get_answers().contains(event) {
                 assert!(
                     !reply.protocol.contains(nr),
                     "answered {event:?} marked no-reply"
@@ -494,7 +493,7 @@ fn check_agreed_flags(needs: &Needs, agreed: &Agreed) {
             in_version && !reply.protocol.contains(no),
             "{event:?}"
         );
-        if needs.events.contains(event) && !in_version {
+        if needs.get_events().contains(event) && !in_version {
             assert!(
                 agreed.missing_events.contains(event),
                 "{event:?} not reported missing"
@@ -513,20 +512,64 @@ fn check_agreed_flags(needs: &Needs, agreed: &Agreed) {
     }
 }
 
-/// Macro lists: only with `SET_MACRO_LIST`, and end of message together with end of headers.
+/// Macro lists: only with `SET_MACRO_LIST`, each stage at most once, end of message together
+/// with end of headers, every requested name asked for, and the queue id `i` in every list
+/// for a stage whose default list has it (MAIL, RCPT, DATA, end of headers, end of message:
+/// protocol reference §5.7), since a list replaces the default.
 fn check_agreed_macros(needs: &Needs, agreed: &Agreed) {
     let actions = agreed.options.actions;
     if agreed.macros.is_empty() {
         assert!(
-            needs.macros.is_empty() || !actions.contains(Actions::SET_MACRO_LIST),
+            needs.get_macros().is_empty() || !actions.contains(Actions::SET_MACRO_LIST),
             "macro lists dropped although SET_MACRO_LIST was agreed"
         );
-    } else {
-        assert!(actions.contains(Actions::SET_MACRO_LIST));
-        let has = |stage| agreed.macros.iter().any(|(s, _)| *s == stage);
-        assert_eq!(has(MacroStage::EndOfMessage), has(MacroStage::EndOfHeaders));
-        for request in &needs.macros {
-            assert!(agreed.macros.contains(request), "{request:?} not requested");
+        return;
+    }
+    assert!(actions.contains(Actions::SET_MACRO_LIST));
+    let list = |stage| {
+        let mut lists = agreed.macros.iter().filter(|(s, _)| *s == stage);
+        let first = lists.next().map(|(_, names)| names.as_str());
+        assert!(lists.next().is_none(), "{stage:?} requested twice");
+        first
+    };
+    let words = |names: &str| -> Vec<String> {
+        names
+            .split(|c: char| c == ',' || c.is_ascii_whitespace())
+            .filter(|w| !w.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(
+        list(MacroStage::EndOfMessage).is_some(),
+        list(MacroStage::EndOfHeaders).is_some()
+    );
+    for (stage, names) in needs.get_macros() {
+        let sent = list(*stage).unwrap_or_else(|| panic!("{stage:?} not requested"));
+        let sent_words = words(sent);
+        for name in words(names) {
+            assert!(
+                sent_words.contains(&name),
+                "{name} not requested at {stage:?}"
+            );
+        }
+    }
+    for (stage, names) in &agreed.macros {
+        let queue_id_stage = !matches!(stage, MacroStage::Connect | MacroStage::Helo);
+        if queue_id_stage {
+            assert!(
+                words(names).iter().any(|w| w == "i" || w == "{i}"),
+                "{stage:?} list {names:?} lacks the queue id"
+            );
+            let declared = needs.get_macros().iter().find(|(s, _)| s == stage);
+            if let Some((_, declared)) = declared {
+                let i_count =
+                    |n: &str| words(n).iter().filter(|w| *w == "i" || *w == "{i}").count();
+                assert_eq!(
+                    i_count(names),
+                    i_count(declared).max(1),
+                    "{stage:?}: i added although declared, or more than once"
+                );
+            }
         }
     }
 }

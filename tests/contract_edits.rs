@@ -251,11 +251,8 @@ fn try_every_edit(s: &mut async_milter::Session) -> Vec<String> {
 #[test]
 fn edits_not_negotiated_are_refused_when_queued() {
     run(async {
-        let only_headers = Needs {
-            optional_actions: Actions::ADD_HEADERS,
-            ..Needs::default()
-        };
-        let all = Needs::default();
+        let only_headers = Needs::everything().optional_actions(Actions::ADD_HEADERS);
+        let all = Needs::everything();
         let offer_without = Actions::V6 - Actions::QUARANTINE - Actions::CHANGE_BODY;
         let cases: Vec<(Profile, Needs, Vec<&str>)> = profiles()
             .into_iter()

@@ -248,14 +248,9 @@ fn events_negotiated_away_are_absent() {
         for profile in profiles() {
             let probe = Probe::new();
             let tx = probe.sender();
-            let needs = Needs {
-                events: Events::ALL
-                    - Events::UNKNOWN
-                    - Events::CONNECT
-                    - Events::HELO
-                    - Events::MAIL,
-                ..Needs::default()
-            };
+            let needs = Needs::everything().events(
+                Events::ALL - Events::UNKNOWN - Events::CONNECT - Events::HELO - Events::MAIL,
+            );
             let harness = serve(
                 filter(move |s| {
                     let tx = tx.clone();
@@ -321,15 +316,13 @@ fn events_negotiated_away_are_absent() {
 #[test]
 fn streams_end_cleanly_when_data_and_end_of_headers_are_never_sent() {
     run(async {
-        let without_data_eoh = Needs {
-            events: Events::ALL - Events::UNKNOWN - Events::DATA - Events::EOH,
-            ..Needs::default()
-        };
+        let without_data_eoh =
+            Needs::everything().events(Events::ALL - Events::UNKNOWN - Events::DATA - Events::EOH);
         let cases: Vec<(Profile, Needs, &str)> = profiles()
             .into_iter()
             .flat_map(|p| {
                 [
-                    (p.clone().with_version(2), Needs::default(), "version 2"),
+                    (p.clone().with_version(2), Needs::everything(), "version 2"),
                     (p, without_data_eoh.clone(), "NO_DATA | NO_EOH"),
                 ]
             })
@@ -380,17 +373,12 @@ fn streams_end_cleanly_when_data_and_end_of_headers_are_never_sent() {
 #[allow(clippy::too_many_lines)]
 fn unknown_smtp_commands_do_not_break_the_phase_machine() {
     run(async {
-        let sees_unknown = Needs {
-            events: Events::ALL,
-            ..Needs::default()
-        };
-        let no_reply = Needs {
-            events: Events::ALL,
-            answers: Events::ALL - Events::UNKNOWN,
-            ..Needs::default()
-        };
+        let sees_unknown = Needs::everything().events(Events::ALL);
+        let no_reply = Needs::everything()
+            .events(Events::ALL)
+            .answers(Events::ALL - Events::UNKNOWN);
         let cases = [
-            (Needs::default(), Reply::NotSent),
+            (Needs::everything(), Reply::NotSent),
             (sees_unknown, Reply::Continue),
             (no_reply, Reply::NoReply),
         ];
@@ -494,14 +482,11 @@ fn negotiation_follows_declared_needs() {
         for profile in profiles() {
             let probe = Probe::new();
             let tx = probe.sender();
-            let needs = Needs {
-                actions: Actions::ADD_HEADERS,
-                optional_actions: Actions::EMPTY,
-                events: Events::MAIL | Events::RCPT | Events::HEADER | Events::EOH,
-                answers: Events::RCPT,
-                options: ProtocolFlags::EMPTY,
-                macros: vec![(MacroStage::Mail, "{auth_authen}".to_owned())],
-            };
+            let needs = Needs::new()
+                .actions(Actions::ADD_HEADERS)
+                .events(Events::MAIL | Events::RCPT | Events::HEADER | Events::EOH)
+                .answers(Events::RCPT)
+                .macros(MacroStage::Mail, "{auth_authen}");
             let harness = serve(
                 filter(move |s| {
                     let tx = tx.clone();
@@ -548,9 +533,10 @@ fn negotiation_follows_declared_needs() {
                     | ProtocolFlags::NO_UNKNOWN,
                 "{who}"
             );
+            // The queue id `i` comes along: the list replaces the MTA's default MAIL list.
             assert_eq!(
                 negotiated.macro_requests,
-                [(MacroStage::Mail, "{auth_authen}".to_owned())],
+                [(MacroStage::Mail, "i {auth_authen}".to_owned())],
                 "{who}"
             );
             log.take();

@@ -437,10 +437,7 @@ fn recipients_negotiated_as_unanswered_cannot_be_refused() {
         for profile in profiles() {
             let probe = Probe::new();
             let tx = probe.sender();
-            let needs = Needs {
-                answers: Events::ALL - Events::RCPT,
-                ..Needs::default()
-            };
+            let needs = Needs::everything().answers(Events::ALL - Events::RCPT);
             let harness = serve(
                 filter(move |s| {
                     let tx = tx.clone();
@@ -480,12 +477,9 @@ fn recipients_negotiated_as_unanswered_cannot_be_refused() {
 #[test]
 fn a_filter_done_before_the_body_skips_it_and_still_flushes_at_end_of_message() {
     run(async {
-        let no_skip = Needs {
-            options: ProtocolFlags::EMPTY,
-            ..Needs::default()
-        };
+        let no_skip = Needs::everything().options(ProtocolFlags::EMPTY);
         for profile in profiles() {
-            for (needs, skip) in [(Needs::default(), true), (no_skip.clone(), false)] {
+            for (needs, skip) in [(Needs::everything(), true), (no_skip.clone(), false)] {
                 // Returned at end of headers with an edit; still running and waiting for end
                 // of message; returned early with no edit.
                 for mode in ["returned with edit", "waiting", "returned plain"] {

@@ -204,47 +204,38 @@ fn negotiate_corpus() -> Vec<(String, Vec<u8>)> {
         protocol: ProtocolFlags::from_bits(protocol),
     };
     let v6 = offer(6, 0x1FF, 0x1F_FFFF);
-    let required = Needs {
-        actions: Actions::ADD_HEADERS | Actions::QUARANTINE,
-        ..Needs::default()
-    };
-    let few = Needs {
-        events: Events::MAIL | Events::RCPT | Events::BODY,
-        answers: Events::MAIL,
-        ..Needs::default()
-    };
-    let macros = Needs {
-        macros: vec![
-            (MacroStage::EndOfMessage, "{msg_id}".to_owned()),
-            (MacroStage::Rcpt, "{rcpt_addr} i".to_owned()),
-        ],
-        ..Needs::default()
-    };
+    let required = Needs::everything().actions(Actions::ADD_HEADERS | Actions::QUARANTINE);
+    let few = Needs::everything()
+        .events(Events::MAIL | Events::RCPT | Events::BODY)
+        .answers(Events::MAIL);
+    let macros = Needs::everything()
+        .macros(MacroStage::EndOfMessage, "{msg_id}")
+        .macros(MacroStage::Rcpt, "{rcpt_addr} i");
     let cases = [
-        ("postfix-3.7", v6, Needs::default()),
+        ("postfix-3.7", v6, Needs::everything()),
         (
             "sendmail-mds",
             offer(6, 0x1FF, 0x1F_FFFF | 0x1000_0000),
-            Needs::default(),
+            Needs::everything(),
         ),
         (
             "postfix-protocol-4",
             offer(4, 0x1FF, 0x37F),
-            Needs::default(),
+            Needs::everything(),
         ),
         (
             "postfix-protocol-3",
             offer(3, 0x1FF, 0x17F),
-            Needs::default(),
+            Needs::everything(),
         ),
         (
             "postfix-protocol-2",
             offer(2, 0x1FF, 0x7F),
-            Needs::default(),
+            Needs::everything(),
         ),
-        ("sendmail-8.13", offer(2, 0x3F, 0xFF), Needs::default()),
-        ("version-1", offer(1, 0x0F, 0x3F), Needs::default()),
-        ("empty-offer", offer(6, 0, 0), Needs::default()),
+        ("sendmail-8.13", offer(2, 0x3F, 0xFF), Needs::everything()),
+        ("version-1", offer(1, 0x0F, 0x3F), Needs::everything()),
+        ("empty-offer", offer(6, 0, 0), Needs::everything()),
         ("required-missing", offer(6, 0x03, 0x1F_FFFF), required),
         ("few-events-few-answers", v6, few.clone()),
         ("few-events-v1-bits", offer(6, 0x1FF, 0x3F), few),

@@ -82,8 +82,8 @@ fn check(name: &str, offer: OptNeg, needs: &Needs, expected: &Reply) -> Agreed {
 }
 
 #[test]
-fn version_6_mtas_with_default_needs() {
-    // Default needs: every event, every answer, every action but SET_MACRO_LIST if offered,
+fn version_6_mtas_with_everything() {
+    // `Needs::everything()`: every event, every answer, every action but SET_MACRO_LIST if offered,
     // and SKIP.
     let expected = Reply {
         version: 6,
@@ -187,18 +187,18 @@ fn version_1_mta_is_refused() {
 #[test]
 fn missing_required_actions_are_named_exactly() {
     let mut wants = needs();
-    wants.actions = Actions::ADD_HEADERS | Actions::CHANGE_BODY | Actions::QUARANTINE;
+    wants = wants.actions(Actions::ADD_HEADERS | Actions::CHANGE_BODY | Actions::QUARANTINE);
     assert_eq!(
         negotiate(offer(6, 0x03, 0x1F_FFFF), &wants),
         Err(NegotiateError::MissingActions(Actions::QUARANTINE))
     );
-    wants.actions = Actions::V6;
+    wants = wants.actions(Actions::V6);
     assert_eq!(
         negotiate(offer(6, 0x0F, 0x1F_FFFF), &wants),
         Err(NegotiateError::MissingActions(Actions::from_bits(0x1F0)))
     );
     // CHGFROM exists only from version 6, whatever Postfix puts in its actions.
-    wants.actions = Actions::ADD_HEADERS | Actions::CHANGE_FROM;
+    wants = wants.actions(Actions::ADD_HEADERS | Actions::CHANGE_FROM);
     assert_eq!(
         negotiate(POSTFIX_PROTOCOL_4, &wants),
         Err(NegotiateError::MissingActions(Actions::CHANGE_FROM))
@@ -227,7 +227,7 @@ fn empty_offer_reads_as_the_version_1_sets() {
     );
     // NO_HELO and NO_BODY are version 1 bits; NO_EOH (0x40) is not, nor any NR bit.
     let mut wants = needs();
-    wants.events = Events::ALL - Events::HELO - Events::BODY - Events::EOH;
+    wants = wants.events(Events::ALL - Events::HELO - Events::BODY - Events::EOH);
     let agreed = check(
         "empty offer, fewer events",
         EMPTY_OFFER,
@@ -244,9 +244,9 @@ fn empty_offer_reads_as_the_version_1_sets() {
     assert!(agreed.sends(Events::EOH) && !agreed.sends(Events::HELO));
     assert!(agreed.expects_reply(CommandKind::EndOfHeaders));
     // A required action of the version 1 set is granted; one outside it is refused.
-    wants.actions = Actions::ADD_HEADERS;
+    wants = wants.actions(Actions::ADD_HEADERS);
     assert!(negotiate(EMPTY_OFFER, &wants).is_ok());
-    wants.actions = Actions::CHANGE_HEADERS;
+    wants = wants.actions(Actions::CHANGE_HEADERS);
     assert_eq!(
         negotiate(EMPTY_OFFER, &wants),
         Err(NegotiateError::MissingActions(Actions::CHANGE_HEADERS))
@@ -256,7 +256,8 @@ fn empty_offer_reads_as_the_version_1_sets() {
 #[test]
 fn missing_optional_actions_are_recorded_not_fatal() {
     let mut wants = needs();
-    wants.optional_actions = Actions::ADD_HEADERS | Actions::CHANGE_BODY | Actions::QUARANTINE;
+    wants =
+        wants.optional_actions(Actions::ADD_HEADERS | Actions::CHANGE_BODY | Actions::QUARANTINE);
     check(
         "optional",
         offer(6, 0x21, 0x1F_FFFF),
@@ -275,7 +276,7 @@ fn missing_optional_actions_are_recorded_not_fatal() {
 #[test]
 fn events_not_needed_are_suppressed_only_where_offered() {
     let mut wants = needs();
-    wants.events = Events::MAIL | Events::RCPT | Events::BODY;
+    wants = wants.events(Events::MAIL | Events::RCPT | Events::BODY);
     let suppressed = ProtocolFlags::NO_CONNECT
         | ProtocolFlags::NO_HELO
         | ProtocolFlags::NO_DATA
@@ -357,7 +358,7 @@ fn events_not_needed_are_suppressed_only_where_offered() {
 #[test]
 fn events_not_answered_are_no_reply_only_where_offered() {
     let mut wants = needs();
-    wants.answers = Events::CONNECT | Events::MAIL;
+    wants = wants.answers(Events::CONNECT | Events::MAIL);
     let no_reply = ProtocolFlags::NR_HELO
         | ProtocolFlags::NR_RCPT
         | ProtocolFlags::NR_DATA
@@ -455,10 +456,12 @@ fn commands_without_reply_never_expect_one() {
 #[test]
 fn extra_options_only_where_offered() {
     let mut wants = needs();
-    wants.options = ProtocolFlags::SKIP
-        | ProtocolFlags::HEADER_LEADING_SPACE
-        | ProtocolFlags::RCPT_REJECTED
-        | ProtocolFlags::MAX_DATA_1M;
+    wants = wants.options(
+        ProtocolFlags::SKIP
+            | ProtocolFlags::HEADER_LEADING_SPACE
+            | ProtocolFlags::RCPT_REJECTED
+            | ProtocolFlags::MAX_DATA_1M,
+    );
     let agreed = negotiate(offer(6, 0x1FF, 0x1F_FFFF | 0x2000_0000), &wants).unwrap();
     assert_eq!(
         agreed.options.protocol,
@@ -473,9 +476,15 @@ fn extra_options_only_where_offered() {
 }
 
 fn with_macros(list: &[(MacroStage, &str)]) -> Needs {
-    let mut wants = needs();
-    wants.macros = list.iter().map(|(s, n)| (*s, (*n).to_owned())).collect();
-    wants
+    list.iter()
+        .fold(needs(), |wants, (stage, names)| wants.macros(*stage, names))
+}
+
+/// Macro lists per stage, as written in a table.
+type Lists<'a> = &'a [(MacroStage, &'a str)];
+
+fn owned(list: Lists<'_>) -> Vec<(MacroStage, String)> {
+    list.iter().map(|(s, n)| (*s, (*n).to_owned())).collect()
 }
 
 #[test]
@@ -483,7 +492,7 @@ fn macro_requests_need_set_macro_list() {
     let wants = with_macros(&[(MacroStage::Rcpt, "{rcpt_addr} i")]);
     let agreed = negotiate(POSTFIX_3_7, &wants).unwrap();
     assert!(agreed.allows(Actions::SET_MACRO_LIST));
-    assert_eq!(agreed.macros, wants.macros);
+    assert_eq!(agreed.macros, wants.get_macros());
     assert!(agreed.missing_actions.is_empty());
 
     // Not offered: neither the flag nor the lists, and the flag is reported missing.
@@ -514,10 +523,10 @@ fn end_of_message_and_end_of_headers_lists_come_together() {
     .unwrap();
     assert_eq!(
         agreed.macros,
-        [
-            (MacroStage::EndOfMessage, "{msg_id}".to_owned()),
-            (MacroStage::EndOfHeaders, "i".to_owned())
-        ]
+        owned(&[
+            (MacroStage::EndOfMessage, "i {msg_id}"),
+            (MacroStage::EndOfHeaders, "i")
+        ])
     );
     let agreed = negotiate(
         POSTFIX_3_7,
@@ -526,20 +535,94 @@ fn end_of_message_and_end_of_headers_lists_come_together() {
     .unwrap();
     assert_eq!(
         agreed.macros,
-        [
-            (MacroStage::EndOfHeaders, "{x}".to_owned()),
-            (MacroStage::EndOfMessage, "i".to_owned())
-        ]
+        owned(&[
+            (MacroStage::EndOfHeaders, "i {x}"),
+            (MacroStage::EndOfMessage, "i")
+        ])
     );
     let both = [
-        (MacroStage::EndOfHeaders, "a"),
-        (MacroStage::EndOfMessage, "b"),
+        (MacroStage::EndOfHeaders, "i a"),
+        (MacroStage::EndOfMessage, "i b"),
     ];
     let agreed = negotiate(POSTFIX_3_7, &with_macros(&both)).unwrap();
-    assert_eq!(agreed.macros, with_macros(&both).macros);
+    assert_eq!(agreed.macros, owned(&both));
     // Other stages alone pull in nothing.
     let agreed = negotiate(POSTFIX_3_7, &with_macros(&[(MacroStage::Connect, "j")])).unwrap();
     assert_eq!(agreed.macros.len(), 1);
+}
+
+/// A list replaces the MTA's default for its stage (§3.4), and the defaults carry the queue
+/// id `i` from MAIL on (§5.7: Sendmail at MAIL, Postfix at MAIL to end of message), so
+/// negotiation puts `i` back into lists for those stages, once.
+#[test]
+fn lists_from_mail_on_keep_the_queue_id() {
+    use MacroStage::{Connect, Data, EndOfHeaders, EndOfMessage, Helo, Mail, Rcpt};
+    // (declared, requested)
+    let table: &[(Lists<'_>, Lists<'_>)] = &[
+        // The reported case: `{auth_authen}` at MAIL lost `i` on Sendmail.
+        (&[(Mail, "{auth_authen}")], &[(Mail, "i {auth_authen}")]),
+        (&[(Rcpt, "{rcpt_addr}")], &[(Rcpt, "i {rcpt_addr}")]),
+        (&[(Data, "{x} {y}")], &[(Data, "i {x} {y}")]),
+        // Already named, bare, braced or after a comma (Sendmail's other separator): as is.
+        (&[(Mail, "{auth_authen} i")], &[(Mail, "{auth_authen} i")]),
+        (&[(Mail, "{i} {auth_type}")], &[(Mail, "{i} {auth_type}")]),
+        (&[(Rcpt, "{rcpt_addr},i")], &[(Rcpt, "{rcpt_addr},i")]),
+        // Names that merely contain an i are not the queue id.
+        (&[(Mail, "{if_name} ii")], &[(Mail, "i {if_name} ii")]),
+        // An empty list (Sendmail: no macros) becomes `i` alone at these stages.
+        (&[(Data, "")], &[(Data, "i")]),
+        // CONNECT and HELO have no queue id: untouched, empty lists included.
+        (&[(Connect, "{client_addr}")], &[(Connect, "{client_addr}")]),
+        (&[(Helo, "")], &[(Helo, "")]),
+        // End of headers and end of message: each gets `i`, the partner list too.
+        (
+            &[(EndOfHeaders, "{x}"), (EndOfMessage, "{msg_id}")],
+            &[(EndOfHeaders, "i {x}"), (EndOfMessage, "i {msg_id}")],
+        ),
+        // Several stages at once, in the order declared.
+        (
+            &[
+                (Connect, "j"),
+                (Mail, "{auth_authen}"),
+                (Rcpt, "i {rcpt_addr}"),
+            ],
+            &[
+                (Connect, "j"),
+                (Mail, "i {auth_authen}"),
+                (Rcpt, "i {rcpt_addr}"),
+            ],
+        ),
+        // Declaring a stage twice adds to its one list; `i` is added once.
+        (
+            &[(Mail, "{auth_type}"), (Mail, "{auth_authen}")],
+            &[(Mail, "i {auth_type} {auth_authen}")],
+        ),
+    ];
+    for (declared, requested) in table {
+        let wants = with_macros(declared);
+        for mta in [POSTFIX_3_7, SENDMAIL_8_17] {
+            let agreed = negotiate(mta, &wants).unwrap();
+            assert_eq!(agreed.macros, owned(requested), "{declared:?}");
+            async_milter::fuzzing::negotiate(&negotiate_input(mta, &wants));
+        }
+    }
+}
+
+#[test]
+fn declared_macros_read_back_as_declared_one_list_per_stage() {
+    let wants = Needs::new()
+        .macros(MacroStage::Mail, "{auth_type}")
+        .macros(MacroStage::Rcpt, "")
+        .macros(MacroStage::Mail, "{auth_authen}")
+        .macros(MacroStage::Rcpt, "{rcpt_addr}")
+        .macros(MacroStage::Mail, "");
+    assert_eq!(
+        wants.get_macros(),
+        owned(&[
+            (MacroStage::Mail, "{auth_type} {auth_authen}"),
+            (MacroStage::Rcpt, "{rcpt_addr}")
+        ])
+    );
 }
 
 /// Seeded random offers and needs: every reply obeys the rules (the `negotiate` fuzz body).
@@ -562,22 +645,19 @@ fn random_offers_obey_the_rules() {
                 pick(&mut rng, 0xFFFF_FFFF)
             }),
         };
-        let mut wants = Needs {
-            actions: Actions::from_bits(if rng.below(2) == 0 {
+        let mut wants = Needs::new()
+            .actions(Actions::from_bits(if rng.below(2) == 0 {
                 0
             } else {
                 pick(&mut rng, 0x1FF)
-            }),
-            optional_actions: Actions::from_bits(pick(&mut rng, 0x3FF)),
-            events: Events::from_bits(pick(&mut rng, 0x1FF)),
-            answers: Events::from_bits(pick(&mut rng, 0x1FF)),
-            options: ProtocolFlags::from_bits(pick(&mut rng, 0xFFFF_FFFF)),
-            macros: Vec::new(),
-        };
+            }))
+            .optional_actions(Actions::from_bits(pick(&mut rng, 0x3FF)))
+            .events(Events::from_bits(pick(&mut rng, 0x1FF)))
+            .answers(Events::from_bits(pick(&mut rng, 0x1FF)))
+            .options(ProtocolFlags::from_bits(pick(&mut rng, 0xFFFF_FFFF)));
         for _ in 0..rng.below(3) {
-            wants
-                .macros
-                .push((MacroStage::ALL[rng.below(7)], "i {x}".to_owned()));
+            let names = ["i {x}", "{x}", "", "{i}", "a,i", "{if_name}"][rng.below(6)];
+            wants = wants.macros(MacroStage::ALL[rng.below(7)], names);
         }
         async_milter::fuzzing::negotiate(&negotiate_input(offer, &wants));
     }
@@ -585,17 +665,29 @@ fn random_offers_obey_the_rules() {
 
 /// The tables assume a filter that sees every event, UNKNOWN included.
 fn every_event() -> Needs {
-    Needs {
-        events: Events::ALL,
-        ..Needs::default()
-    }
+    Needs::everything().events(Events::ALL)
 }
 
 #[test]
-fn default_needs_suppress_unknown_commands() {
-    let agreed = negotiate(OptNeg::VERSION_6, &Needs::default()).unwrap();
+fn everything_suppresses_unknown_commands() {
+    let agreed = negotiate(OptNeg::VERSION_6, &Needs::everything()).unwrap();
     assert_eq!(
         agreed.options.protocol,
         ProtocolFlags::NO_UNKNOWN | ProtocolFlags::SKIP
     );
+}
+
+#[test]
+fn new_asks_for_nothing() {
+    let agreed = negotiate(OptNeg::VERSION_6, &Needs::new()).unwrap();
+    assert_eq!(agreed.options.actions, Actions::EMPTY);
+    // Every event suppressed; nothing left to mark no-reply, no extra options.
+    let suppressed = Events::FLAGS
+        .iter()
+        .fold(ProtocolFlags::EMPTY, |all, &(_, no, _)| all | no);
+    assert_eq!(agreed.options.protocol, suppressed);
+    assert!(agreed.macros.is_empty());
+    assert!(agreed.missing_actions.is_empty() && agreed.missing_options.is_empty());
+    // End of message is still sent and answered.
+    assert!(agreed.expects_reply(CommandKind::EndOfMessage));
 }

@@ -116,14 +116,10 @@ fn example_02_filter_optneg_reply() {
     );
 
     // The filter of the example: every event but DATA and UNKNOWN, answers all, adds headers.
-    let needs = Needs {
-        actions: Actions::ADD_HEADERS,
-        optional_actions: Actions::EMPTY,
-        events: Events::ALL - Events::DATA - Events::UNKNOWN,
-        answers: Events::ALL,
-        options: ProtocolFlags::EMPTY,
-        macros: Vec::new(),
-    };
+    let needs = Needs::new()
+        .actions(Actions::ADD_HEADERS)
+        .events(Events::ALL - Events::DATA - Events::UNKNOWN)
+        .answers(Events::ALL);
     let Command::OptNeg(offer) = command(&packet_1_optneg()) else {
         panic!("not OPTNEG");
     };

@@ -1,11 +1,12 @@
-//! Regressions found in review: each test drives a real filter through the test kit.
+//! Regressions found in review and issue items: each test drives a real filter through the
+//! test kit.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use async_milter::proto::{Actions, Events, Family};
+use async_milter::proto::{Actions, Events, Family, MAX_REPLY_LINE, MacroStage, ReplyCode};
 use async_milter::session::FnFilter;
-use async_milter::testing::{Envelope, Profile, Reply, in_process};
+use async_milter::testing::{Envelope, MtaKind, Profile, Reply, in_process};
 use async_milter::{Error, Filter, Needs, Session, Verdict};
 
 const MESSAGE: &[u8] = b"Subject: hello\r\nX-Bad: yes\r\n\r\nbody\r\n";
@@ -21,10 +22,8 @@ async fn recipients_then_accept(session: &mut Session) -> Result<Verdict, Error>
 #[async_std::test]
 async fn streams_end_at_the_next_event_when_the_one_between_is_switched_off() {
     for profile in [Profile::postfix(), Profile::sendmail()] {
-        let needs = Needs {
-            events: Events::MAIL | Events::RCPT | Events::HEADER | Events::EOH,
-            ..Needs::default()
-        };
+        let needs =
+            Needs::everything().events(Events::MAIL | Events::RCPT | Events::HEADER | Events::EOH);
         let filter = FnFilter::new(recipients_then_accept).with_needs(needs);
         let mut client = in_process(filter, profile).unwrap();
         client.negotiate().await.unwrap();
@@ -46,10 +45,7 @@ struct HeadersOnly {
 
 impl Filter for HeadersOnly {
     fn needs(&self) -> Needs {
-        Needs {
-            events: Events::HEADER | Events::EOH,
-            ..Needs::default()
-        }
+        Needs::everything().events(Events::HEADER | Events::EOH)
     }
 
     async fn filter(&self, session: &mut Session) -> Result<Verdict, Error> {
@@ -132,10 +128,7 @@ struct Counting<F> {
 
 impl<F: Filter> Filter for Counting<F> {
     fn needs(&self) -> Needs {
-        Needs {
-            optional_actions: Actions::EMPTY,
-            ..self.inner.needs()
-        }
+        self.inner.needs().optional_actions(Actions::EMPTY)
     }
 
     async fn filter(&self, session: &mut Session) -> Result<Verdict, Error> {
@@ -180,4 +173,96 @@ async fn a_flood_of_headers_fails_the_message_instead_of_growing_without_bound()
     let shorter = &message[message.iter().position(|&b| b == b'\n').unwrap() + 1..];
     let outcome = client.send_message(&envelope, shorter).await.unwrap();
     assert_eq!(outcome.verdict, Reply::Accept);
+}
+
+/// Adds `X-Queue-Id-At-Mail` and `X-Queue-Id-At-Eom` with what `Session::queue_id` said.
+async fn report_queue_id(session: &mut Session) -> Result<Verdict, Error> {
+    session.envelope_from().await?;
+    let at_mail = session.queue_id().unwrap_or("-").to_owned();
+    session.end_of_message().await?;
+    let at_eom = session.queue_id().unwrap_or("-").to_owned();
+    session.add_header("X-Queue-Id-At-Mail", at_mail)?;
+    session.add_header("X-Queue-Id-At-Eom", at_eom)?;
+    Ok(Verdict::Accept)
+}
+
+/// A filter asking for `{auth_authen}` at MAIL replaced Sendmail's MAIL list, which is the
+/// only one with the queue id `i`, so `Session::queue_id` stayed empty on Sendmail.
+#[async_std::test]
+async fn a_macro_list_at_mail_keeps_the_queue_id() {
+    for profile in [Profile::sendmail(), Profile::postfix()] {
+        let kind = profile.kind;
+        let queue_id = profile.queue_id.clone();
+        let needs = Needs::new()
+            .events(Events::MAIL)
+            .actions(Actions::ADD_HEADERS)
+            .macros(MacroStage::Mail, "{auth_authen}");
+        let filter = FnFilter::new(report_queue_id).with_needs(needs);
+        let mut client = in_process(filter, profile).unwrap();
+        client.negotiate().await.unwrap();
+        let envelope = Envelope::new("<a@example.com>", &["<b@example.com>"]);
+        let outcome = client.send_message(&envelope, MESSAGE).await.unwrap();
+        let delivered = outcome.delivered.expect("delivered");
+        // Postfix picks its queue id only after the first RCPT (protocol reference §5.7).
+        let at_mail = if kind == MtaKind::Postfix {
+            "-"
+        } else {
+            queue_id.as_str()
+        };
+        assert_eq!(
+            delivered.header("X-Queue-Id-At-Mail"),
+            Some(at_mail),
+            "{kind:?}"
+        );
+        assert_eq!(
+            delivered.header("X-Queue-Id-At-Eom"),
+            Some(queue_id.as_str()),
+            "{kind:?}"
+        );
+    }
+}
+
+/// Rejects at end of message naming the `X-Name` header's value, as a filter naming a
+/// refused attachment would.
+async fn reject_naming_header(session: &mut Session) -> Result<Verdict, Error> {
+    let mut name = String::new();
+    while let Some(header) = session.next_header().await? {
+        if header.name.eq_ignore_ascii_case("X-Name") {
+            name = String::from_utf8_lossy(header.value.as_bytes()).into_owned();
+        }
+    }
+    session.end_of_message().await?;
+    let text = format!("attachment {name} refused");
+    Ok(Verdict::Reply(
+        ReplyCode::sanitized(550, "5.7.1", &text).map_err(Error::filter)?,
+    ))
+}
+
+/// A peer-controlled value in a reject text cannot turn the reject into an error reply.
+#[async_std::test]
+async fn a_hostile_name_in_a_sanitized_reply_still_rejects() {
+    let folded = format!(
+        "Subject: x\r\nX-Name: a.exe\r\n 250 2.0.0 Ok 100%{}\r\n\r\nbody\r\n",
+        "n".repeat(2000)
+    );
+    for profile in [Profile::postfix(), Profile::sendmail()] {
+        let needs = Needs::new().events(Events::HEADER | Events::EOH);
+        let filter = FnFilter::new(reject_naming_header).with_needs(needs);
+        let mut client = in_process(filter, profile).unwrap();
+        client.negotiate().await.unwrap();
+        let envelope = Envelope::new("<a@example.com>", &["<b@example.com>"]);
+        let outcome = client
+            .send_message(&envelope, folded.as_bytes())
+            .await
+            .unwrap();
+        let Reply::ReplyCode(text) = outcome.verdict else {
+            panic!("not a custom reply: {:?}", outcome.verdict);
+        };
+        assert!(
+            text.starts_with("550 5.7.1 attachment a.exe  250 2.0.0 Ok 100%%nnn"),
+            "{text:?}"
+        );
+        assert!(!text.contains(['\r', '\n', '\0']), "{text:?}");
+        assert_eq!(text.len(), MAX_REPLY_LINE);
+    }
 }

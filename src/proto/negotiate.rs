@@ -253,35 +253,175 @@ impl fmt::Debug for OptNegReply<'_> {
 }
 
 /// What a filter declares about itself; negotiation turns it into flags.
+///
+/// Start from [`Needs::new`], which asks for nothing, and name what the filter uses with the
+/// chained setters; [`Needs::everything`] is the catch-all the library gives a filter that
+/// declares nothing.
+///
+/// ```
+/// use async_milter::Needs;
+/// use async_milter::proto::{Actions, Events, MacroStage};
+///
+/// // Sees recipients and headers, may refuse recipients, adds a header, wants `{rcpt_addr}`.
+/// let needs = Needs::new()
+///     .events(Events::RCPT | Events::HEADER | Events::EOH)
+///     .answers(Events::RCPT)
+///     .actions(Actions::ADD_HEADERS)
+///     .macros(MacroStage::Rcpt, "{rcpt_addr}");
+/// assert_eq!(needs.get_actions(), Actions::ADD_HEADERS);
+/// ```
+///
+/// There is deliberately no `Default`: it used to mean "everything", and a silent change of
+/// meaning would be worse than a compile error. Say [`Needs::new`] or
+/// [`Needs::everything`]. The accessors are named `get_*` (as `std::process::Command`'s are)
+/// because the setters take the plain names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Needs {
-    /// Actions the filter cannot work without: an MTA lacking one is refused.
-    pub actions: Actions,
-    /// Actions used when the MTA offers them; a missing one is logged, not fatal.
-    pub optional_actions: Actions,
-    /// Events the filter wants to see; the others are suppressed where the MTA allows.
-    pub events: Events,
-    /// Events the filter may answer with something other than continue; the others are
-    /// negotiated as no-reply where the MTA allows, so it does not wait.
-    pub answers: Events,
-    /// Extra options wanted when offered: `SKIP`, `HEADER_LEADING_SPACE`, `RCPT_REJECTED`.
-    pub options: ProtocolFlags,
-    /// Macros requested per stage, names separated by spaces.
-    pub macros: Vec<(MacroStage, String)>,
+    actions: Actions,
+    optional_actions: Actions,
+    events: Events,
+    answers: Events,
+    options: ProtocolFlags,
+    macros: Vec<(MacroStage, String)>,
 }
 
-impl Default for Needs {
-    /// Every event but UNKNOWN (no awaitable reads it), every answer, every action if
-    /// offered, and SKIP.
-    fn default() -> Self {
+// `Default` is left out on purpose (see the type's docs).
+#[allow(clippy::new_without_default)]
+impl Needs {
+    /// Nothing at all: no events (each suppressed where the MTA allows), no answers, no
+    /// actions, no extra options, no macro lists. End of message is always sent and answered.
+    #[must_use]
+    pub const fn new() -> Self {
         Self {
             actions: Actions::EMPTY,
-            optional_actions: Actions::V6 - Actions::SET_MACRO_LIST,
-            events: Events::ALL - Events::UNKNOWN,
+            optional_actions: Actions::EMPTY,
+            events: Events::EMPTY,
+            answers: Events::EMPTY,
+            options: ProtocolFlags::EMPTY,
+            macros: Vec::new(),
+        }
+    }
+
+    /// The catch-all for a filter that declares nothing (a plain function filter, or a
+    /// [`Filter`](crate::Filter) without its own `needs`): every event but UNKNOWN (no
+    /// awaitable reads it), every answer, every action the MTA offers (none required), and
+    /// `SKIP`. The MTA then sends and waits for everything; declaring less is cheaper.
+    #[must_use]
+    pub const fn everything() -> Self {
+        Self {
+            actions: Actions::EMPTY,
+            optional_actions: Actions::V6.difference(Actions::SET_MACRO_LIST),
+            events: Events::ALL.difference(Events::UNKNOWN),
             answers: Events::ALL,
             options: ProtocolFlags::SKIP,
             macros: Vec::new(),
         }
+    }
+
+    /// Actions the filter cannot work without: an MTA lacking one is refused. Replaces the
+    /// previous set.
+    #[must_use]
+    pub fn actions(mut self, actions: Actions) -> Self {
+        self.actions = actions;
+        self
+    }
+
+    /// Actions used when the MTA offers them; a missing one is logged, not fatal (an edit
+    /// needing it then fails when queued). Replaces the previous set.
+    #[must_use]
+    pub fn optional_actions(mut self, actions: Actions) -> Self {
+        self.optional_actions = actions;
+        self
+    }
+
+    /// Events the filter awaits; the others are suppressed where the MTA allows (awaiting
+    /// one then fails with `Error::Absent`). Replaces the previous set.
+    #[must_use]
+    pub fn events(mut self, events: Events) -> Self {
+        self.events = events;
+        self
+    }
+
+    /// Events the filter may answer with something other than continue (a verdict returned
+    /// while the event is current, or a refused recipient); the others are negotiated as
+    /// no-reply where the MTA allows, so it does not wait. Only events also given to
+    /// [`Needs::events`] count. Replaces the previous set.
+    #[must_use]
+    pub fn answers(mut self, events: Events) -> Self {
+        self.answers = events;
+        self
+    }
+
+    /// Extra options wanted when offered: `SKIP`, `HEADER_LEADING_SPACE`, `RCPT_REJECTED`
+    /// (others are ignored). Replaces the previous set. `SKIP` is an answer to a body chunk,
+    /// so it takes effect only with `BODY` among [`Needs::answers`].
+    #[must_use]
+    pub fn options(mut self, options: ProtocolFlags) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Asks for the macros `names` (separated by spaces, such as `"{auth_authen} {auth_type}"`)
+    /// at `stage`. Calling it again for the same stage adds to that stage's list.
+    ///
+    /// A list replaces the MTA's default list for its stage (`SETSYMLIST`). So that the
+    /// queue id stays known (log lines, [`Session::queue_id`](crate::Session::queue_id)),
+    /// negotiation adds `i` to a list for MAIL, RCPT, DATA, end of headers or end of message
+    /// unless it names `i` or `{i}` already; an empty list for one of those stages thus asks
+    /// for `i` alone. A list for end of headers or end of message brings one for the other
+    /// (Sendmail uses either only with both). Requested only when the MTA offers
+    /// `SET_MACRO_LIST` (version 6).
+    #[must_use]
+    pub fn macros(mut self, stage: MacroStage, names: &str) -> Self {
+        match self.macros.iter_mut().find(|(s, _)| *s == stage) {
+            Some((_, list)) => {
+                if !names.is_empty() {
+                    if !list.is_empty() {
+                        list.push(' ');
+                    }
+                    list.push_str(names);
+                }
+            }
+            None => self.macros.push((stage, names.to_owned())),
+        }
+        self
+    }
+
+    /// The required actions ([`Needs::actions`]).
+    #[must_use]
+    pub fn get_actions(&self) -> Actions {
+        self.actions
+    }
+
+    /// The optional actions ([`Needs::optional_actions`]).
+    #[must_use]
+    pub fn get_optional_actions(&self) -> Actions {
+        self.optional_actions
+    }
+
+    /// The events the filter awaits ([`Needs::events`]).
+    #[must_use]
+    pub fn get_events(&self) -> Events {
+        self.events
+    }
+
+    /// The events the filter may answer ([`Needs::answers`]).
+    #[must_use]
+    pub fn get_answers(&self) -> Events {
+        self.answers
+    }
+
+    /// The extra options wanted ([`Needs::options`]).
+    #[must_use]
+    pub fn get_options(&self) -> ProtocolFlags {
+        self.options
+    }
+
+    /// The macro lists as declared, one per stage in the order first named, before
+    /// negotiation adds `i` ([`Needs::macros`]).
+    #[must_use]
+    pub fn get_macros(&self) -> &[(MacroStage, String)] {
+        &self.macros
     }
 }
 
@@ -489,10 +629,43 @@ pub fn negotiate(offer: OptNeg, needs: &Needs) -> Result<Agreed, NegotiateError>
     })
 }
 
-/// Sendmail applies a filter's end-of-message list only when an end-of-headers list came
-/// too, so whenever one of the two is requested, the other is requested with at least `i`.
+/// The stages whose default list carries the queue id `i` on Sendmail (MAIL, and its values
+/// stay visible to the end of the message) or on Postfix (MAIL to end of message; reliable
+/// from DATA on). A filter's list for one of them replaces that default (protocol reference
+/// §3.4, §5.7), so `i` is added back.
+const QUEUE_ID_STAGES: [MacroStage; 5] = [
+    MacroStage::Mail,
+    MacroStage::Rcpt,
+    MacroStage::Data,
+    MacroStage::EndOfHeaders,
+    MacroStage::EndOfMessage,
+];
+
+/// Whether a space- or comma-separated macro list (Sendmail accepts both) names `i`.
+fn names_queue_id(names: &str) -> bool {
+    names
+        .split(|c: char| c == ',' || c.is_ascii_whitespace())
+        .any(|name| name == "i" || name == "{i}")
+}
+
+/// The lists to request for `requested`: `i` added where the stage's default list has it
+/// (see [`QUEUE_ID_STAGES`]), and, because Sendmail applies a filter's end-of-message list
+/// only when an end-of-headers list came too, whenever one of the two is requested the
+/// other is requested with `i`.
 fn complete_macro_requests(requested: &[(MacroStage, String)]) -> Vec<(MacroStage, String)> {
-    let mut macros = requested.to_vec();
+    let mut macros: Vec<(MacroStage, String)> = requested
+        .iter()
+        .map(|(stage, names)| {
+            let names = if !QUEUE_ID_STAGES.contains(stage) || names_queue_id(names) {
+                names.clone()
+            } else if names.is_empty() {
+                "i".to_owned()
+            } else {
+                format!("i {names}")
+            };
+            (*stage, names)
+        })
+        .collect();
     let has = |macros: &[(MacroStage, String)], stage| macros.iter().any(|(s, _)| *s == stage);
     let eoh = has(&macros, MacroStage::EndOfHeaders);
     let eom = has(&macros, MacroStage::EndOfMessage);

@@ -46,9 +46,11 @@ pub enum ReplyCodeError {
         /// The enhanced status code.
         enhanced: String,
     },
-    /// A line holds CR, LF or NUL; use [`ReplyCode::with_line`] for more lines.
+    /// A line holds CR, LF or NUL; use [`ReplyCode::with_line`] for more lines, or
+    /// [`ReplyCode::sanitized`] for text from outside.
     InvalidText,
-    /// A line would be longer than [`MAX_REPLY_LINE`].
+    /// A line would be longer than [`MAX_REPLY_LINE`] ([`ReplyCode::sanitized`] cuts it
+    /// instead).
     LineTooLong(usize),
     /// More than [`MAX_REPLY_LINES`] lines.
     TooManyLines,
@@ -83,6 +85,39 @@ impl ReplyCode {
     /// A reply with `code` (4xx or 5xx), `enhanced` status (`"5.7.1"`, or `""` for none) and
     /// one line of `text`.
     pub fn new(code: u16, enhanced: &str, text: &str) -> Result<Self, ReplyCodeError> {
+        let mut reply = Self::without_lines(code, enhanced)?;
+        reply.push_line(text)?;
+        Ok(reply)
+    }
+
+    /// Like [`ReplyCode::new`], for text that comes from outside the filter (an attachment's
+    /// file name, an address, a header value): instead of being refused, the text is made
+    /// safe. CR, LF, NUL and every other ASCII control character but tab (DEL included)
+    /// become a space, so the text cannot end the line or the packet early or start a reply
+    /// line of its own; then it is cut, at a character boundary, to fit [`MAX_REPLY_LINE`]
+    /// once `%` is doubled. Fails only for an invalid `code` or `enhanced` code.
+    ///
+    /// ```
+    /// use async_milter::proto::{MAX_REPLY_LINE, ReplyCode};
+    ///
+    /// let name = "invoice.pdf\r\n250 2.0.0 Ok: queued\0.exe";
+    /// let reply = ReplyCode::sanitized(550, "5.7.1", &format!("attachment {name} refused"))?;
+    /// assert_eq!(
+    ///     reply.to_wire(),
+    ///     b"550 5.7.1 attachment invoice.pdf  250 2.0.0 Ok: queued .exe refused".to_vec()
+    /// );
+    /// let long = ReplyCode::sanitized(550, "5.7.1", &"%".repeat(2000))?;
+    /// assert_eq!(long.to_wire().len(), MAX_REPLY_LINE);
+    /// # Ok::<(), async_milter::proto::ReplyCodeError>(())
+    /// ```
+    pub fn sanitized(code: u16, enhanced: &str, text: &str) -> Result<Self, ReplyCodeError> {
+        let mut reply = Self::without_lines(code, enhanced)?;
+        reply.push_sanitized_line(text)?;
+        Ok(reply)
+    }
+
+    /// The code and enhanced code checked, no line yet.
+    fn without_lines(code: u16, enhanced: &str) -> Result<Self, ReplyCodeError> {
         let first = code / 100;
         let second = code / 10 % 10;
         if !(first == 4 || first == 5) || second > 5 {
@@ -94,13 +129,11 @@ impl ReplyCode {
             check_enhanced(code, enhanced)?;
             Some(enhanced.to_owned())
         };
-        let mut reply = Self {
+        Ok(Self {
             code,
             enhanced,
             lines: Vec::new(),
-        };
-        reply.push_line(text)?;
-        Ok(reply)
+        })
     }
 
     /// A permanent failure: `code` must be 5xx.
@@ -125,6 +158,39 @@ impl ReplyCode {
         Ok(self)
     }
 
+    /// Adds a line made safe as [`ReplyCode::sanitized`] does; fails only when the reply
+    /// already has [`MAX_REPLY_LINES`] lines.
+    pub fn with_sanitized_line(mut self, text: &str) -> Result<Self, ReplyCodeError> {
+        self.push_sanitized_line(text)?;
+        Ok(self)
+    }
+
+    fn push_sanitized_line(&mut self, text: &str) -> Result<(), ReplyCodeError> {
+        let room = MAX_REPLY_LINE - self.prefix_len();
+        let mut line = String::with_capacity(text.len().min(room));
+        let mut used = 0;
+        for c in text.chars() {
+            let c = if c.is_ascii_control() && c != '\t' {
+                ' '
+            } else {
+                c
+            };
+            let cost = if c == '%' { 2 } else { c.len_utf8() };
+            if used + cost > room {
+                break;
+            }
+            used += cost;
+            line.push(c);
+        }
+        self.push_line(&line)
+    }
+
+    /// The bytes before the text on every line: `DDD`, the separator, the enhanced code
+    /// and its space.
+    fn prefix_len(&self) -> usize {
+        4 + self.enhanced.as_ref().map_or(0, |e| e.len() + 1)
+    }
+
     fn push_line(&mut self, text: &str) -> Result<(), ReplyCodeError> {
         if self.lines.len() == MAX_REPLY_LINES {
             return Err(ReplyCodeError::TooManyLines);
@@ -133,7 +199,7 @@ impl ReplyCode {
             return Err(ReplyCodeError::InvalidText);
         }
         let escaped = text.len() + text.bytes().filter(|&b| b == b'%').count();
-        let prefix = 4 + self.enhanced.as_ref().map_or(0, |e| e.len() + 1);
+        let prefix = self.prefix_len();
         if prefix + escaped > MAX_REPLY_LINE {
             return Err(ReplyCodeError::LineTooLong(prefix + escaped));
         }
@@ -341,5 +407,154 @@ mod tests {
             reply.to_wire(),
             b"421-4.7.0 one\r\n421-4.7.0 two\r\n421 4.7.0 three".to_vec()
         );
+    }
+
+    /// Sends `reply` through the REPLYCODE encoder and frame decoder and checks what an MTA
+    /// would check, strictly: one NUL-terminated string; lines joined by CRLF, none at the
+    /// end; each `DDD-` but the last `DDD `, with the enhanced code; no CR, LF or NUL inside a
+    /// line; at most [`MAX_REPLY_LINE`] bytes; `%` only doubled. Returns the text read back.
+    fn check_on_the_wire(reply: &ReplyCode) -> Vec<u8> {
+        use crate::proto::{FrameDecoder, Response, WireStr};
+
+        let wire = reply.to_wire();
+        let mut frame = Vec::new();
+        Response::ReplyCode(WireStr::from(wire.as_slice()))
+            .encode(&mut frame)
+            .unwrap();
+        let mut decoder = FrameDecoder::new();
+        decoder.push(&frame);
+        let packet = decoder.decode().unwrap().unwrap();
+        assert!(decoder.decode().unwrap().is_none(), "one packet");
+        let Response::ReplyCode(text) = Response::decode_frame(&packet).unwrap() else {
+            panic!("not a REPLYCODE");
+        };
+        let text = text.as_bytes().to_vec();
+        assert_eq!(text, wire, "reads back as sent");
+
+        let lines: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
+        assert_eq!(lines.len(), reply.lines().len());
+        let code = reply.code().to_string();
+        for (i, line) in lines.iter().enumerate() {
+            let last = i + 1 == lines.len();
+            let line = if last {
+                *line
+            } else {
+                line.strip_suffix(b"\r").expect("CRLF between lines")
+            };
+            assert!(line.len() <= MAX_REPLY_LINE, "{} bytes", line.len());
+            assert!(!line.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)));
+            let separator = if last { b' ' } else { b'-' };
+            let mut prefix = code.as_bytes().to_vec();
+            prefix.push(separator);
+            if let Some(enhanced) = reply.enhanced() {
+                prefix.extend_from_slice(enhanced.as_bytes());
+                prefix.push(b' ');
+            }
+            let rest = line.strip_prefix(prefix.as_slice()).expect("code prefix");
+            // `%` comes in pairs only, and undoubling gives the line as the filter wrote it.
+            let mut undoubled = Vec::new();
+            let mut bytes = rest.iter();
+            while let Some(&b) = bytes.next() {
+                if b == b'%' {
+                    assert_eq!(bytes.next(), Some(&b'%'), "lone % in {line:?}");
+                }
+                undoubled.push(b);
+            }
+            assert_eq!(undoubled, reply.lines()[i].as_bytes());
+        }
+        text
+    }
+
+    #[test]
+    fn sanitized_text_cannot_inject_a_line() {
+        let hostile = "x.pdf\r\n250 2.0.0 Ok: queued as ABC\r\n";
+        let reply = ReplyCode::sanitized(550, "5.7.1", hostile).unwrap();
+        assert_eq!(reply.lines(), ["x.pdf  250 2.0.0 Ok: queued as ABC  "]);
+        let wire = check_on_the_wire(&reply);
+        assert!(!wire.windows(2).any(|w| w == b"\r\n"));
+        // Bare CR, bare LF and the other controls, tab kept.
+        let reply = ReplyCode::sanitized(451, "4.7.1", "a\rb\nc\x1bd\x7fe\tf").unwrap();
+        assert_eq!(reply.lines(), ["a b c d e\tf"]);
+        check_on_the_wire(&reply);
+    }
+
+    #[test]
+    fn sanitized_text_cannot_end_the_packet_early() {
+        let reply = ReplyCode::sanitized(550, "", "before\0after\0").unwrap();
+        assert_eq!(reply.lines(), ["before after "]);
+        check_on_the_wire(&reply);
+    }
+
+    #[test]
+    fn sanitized_text_is_cut_to_the_line_limit() {
+        for enhanced in ["", "5.7.1", "5.100.100"] {
+            let prefix = 4 + if enhanced.is_empty() {
+                0
+            } else {
+                enhanced.len() + 1
+            };
+            let reply = ReplyCode::sanitized(554, enhanced, &"n".repeat(100_000)).unwrap();
+            assert_eq!(reply.to_wire().len(), MAX_REPLY_LINE, "{enhanced:?}");
+            assert_eq!(reply.lines()[0].len(), MAX_REPLY_LINE - prefix);
+            check_on_the_wire(&reply);
+        }
+        // Text that fits is kept whole.
+        let fits = "f".repeat(MAX_REPLY_LINE - "550 5.7.1 ".len());
+        let reply = ReplyCode::sanitized(550, "5.7.1", &fits).unwrap();
+        assert_eq!(reply.lines(), [fits]);
+    }
+
+    #[test]
+    fn sanitized_cut_counts_doubled_percent_and_never_splits_one() {
+        // 500 bytes of room after "550 5.7.1 ": 250 `%` fit exactly, doubled.
+        let reply = ReplyCode::sanitized(550, "5.7.1", &"%".repeat(1000)).unwrap();
+        assert_eq!(reply.lines()[0], "%".repeat(250));
+        assert_eq!(reply.to_wire().len(), MAX_REPLY_LINE);
+        check_on_the_wire(&reply);
+        // One byte short of a doubled `%`: it is left out rather than sent alone.
+        let text = format!("{}%", "a".repeat(499));
+        let reply = ReplyCode::sanitized(550, "5.7.1", &text).unwrap();
+        assert_eq!(reply.lines()[0], "a".repeat(499));
+        check_on_the_wire(&reply);
+        let reply = ReplyCode::sanitized(550, "5.7.1", "100% sure").unwrap();
+        assert_eq!(reply.to_wire(), b"550 5.7.1 100%% sure");
+    }
+
+    #[test]
+    fn sanitized_cut_keeps_characters_whole() {
+        // Two-byte characters over an odd room: the cut falls before the one that would split.
+        let room = MAX_REPLY_LINE - "550 5.7.1 ".len();
+        let reply = ReplyCode::sanitized(550, "5.7.1", &format!("a{}", "é".repeat(room))).unwrap();
+        let line = &reply.lines()[0];
+        assert_eq!(line.len(), room - 1);
+        assert!(line.ends_with('é'));
+        check_on_the_wire(&reply);
+    }
+
+    #[test]
+    fn sanitized_lines_add_up_to_a_valid_multi_line_reply() {
+        let mut reply = ReplyCode::sanitized(550, "5.7.1", "first\r\nline").unwrap();
+        for i in 1..MAX_REPLY_LINES {
+            reply = reply
+                .with_sanitized_line(&format!("{i}%\0\n{}", "z".repeat(600)))
+                .unwrap();
+        }
+        check_on_the_wire(&reply);
+        assert_eq!(
+            reply.with_sanitized_line("one too many"),
+            Err(ReplyCodeError::TooManyLines)
+        );
+    }
+
+    #[test]
+    fn sanitized_still_checks_the_codes() {
+        assert_eq!(
+            ReplyCode::sanitized(250, "", "x"),
+            Err(ReplyCodeError::InvalidCode(250))
+        );
+        assert!(matches!(
+            ReplyCode::sanitized(550, "4.7.1", "x"),
+            Err(ReplyCodeError::ClassMismatch { .. })
+        ));
     }
 }

@@ -47,7 +47,7 @@ pub struct Session {
     /// Set when the message has more headers than the connection allows; every await fails.
     pub(crate) too_many_headers: bool,
     /// The connection state, taken from the mailbox on first use, handed back on drop.
-    pub(crate) state: Option<Box<ConnectionState>>,
+    pub(crate) state: Option<ConnectionState>,
 }
 
 impl Drop for Session {

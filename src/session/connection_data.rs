@@ -73,7 +73,7 @@ pub(crate) mod tests {
             actions: Actions::V6,
             protocol: ProtocolFlags::EMPTY,
         };
-        let agreed = negotiate(offer, &Needs::default()).expect("negotiates");
+        let agreed = negotiate(offer, &Needs::everything()).expect("negotiates");
         Arc::new(ConnectionData::new(1, Arc::new(agreed), 100))
     }
 }

@@ -23,12 +23,10 @@ use crate::proto::Needs;
 ///
 /// impl Filter for Tagger {
 ///     fn needs(&self) -> Needs {
-///         Needs {
-///             actions: Actions::ADD_HEADERS,
-///             events: Events::HEADER | Events::EOH,
-///             answers: Events::EMPTY,
-///             ..Needs::default()
-///         }
+///         // Reads the headers, answers nothing before end of message, adds a header.
+///         Needs::new()
+///             .events(Events::HEADER | Events::EOH)
+///             .actions(Actions::ADD_HEADERS)
 ///     }
 ///
 ///     async fn filter(&self, session: &mut Session) -> Result<Verdict, Error> {
@@ -39,10 +37,11 @@ use crate::proto::Needs;
 /// }
 /// ```
 pub trait Filter: Send + Sync + 'static {
-    /// What the filter needs from the MTA; drives negotiation. The default asks for every
-    /// event and every action the MTA offers.
+    /// What the filter needs from the MTA; drives negotiation. The default,
+    /// [`Needs::everything`], asks for every event, answer and action the MTA offers;
+    /// declaring only what the filter uses saves the MTA sending and waiting.
     fn needs(&self) -> Needs {
-        Needs::default()
+        Needs::everything()
     }
 
     /// Looks at one message and decides.
@@ -123,7 +122,8 @@ where
     }
 }
 
-/// A plain `async fn` (or [`filter_fn`] closure) with declared needs.
+/// A plain `async fn` (or [`filter_fn`] closure) with declared needs; without them it asks
+/// for [`Needs::everything`].
 #[derive(Debug, Clone)]
 pub struct FnFilter<F> {
     function: F,
@@ -134,11 +134,11 @@ impl<F> FnFilter<F>
 where
     F: for<'a> FilterFn<'a>,
 {
-    /// Wraps `function`, asking for every event and action.
+    /// Wraps `function`, asking for every event and action ([`Needs::everything`]).
     pub fn new(function: F) -> Self {
         Self {
             function,
-            needs: Needs::default(),
+            needs: Needs::everything(),
         }
     }
 

@@ -29,7 +29,7 @@ pub(crate) struct Mailbox {
     conn: Arc<ConnectionData>,
     /// The filter's own connection state, kept here between calls (a session takes it on
     /// first use and hands it back when dropped, even by a panic or an abort).
-    state: Option<Box<ConnectionState>>,
+    state: Option<ConnectionState>,
     queue: VecDeque<Event>,
     /// The waker of the session await that parked last: the filter may poll it inside its
     /// own combinators (`join`, `select`, `FuturesUnordered`), which only poll what was woken.
@@ -178,12 +178,12 @@ impl Mailbox {
     }
 
     /// Takes the filter's connection state (made empty on first use).
-    pub(crate) fn take_state(&mut self) -> Box<ConnectionState> {
+    pub(crate) fn take_state(&mut self) -> ConnectionState {
         self.state.take().unwrap_or_default()
     }
 
     /// Gives the connection state back at the end of a call.
-    pub(crate) fn return_state(&mut self, state: Box<ConnectionState>) {
+    pub(crate) fn return_state(&mut self, state: ConnectionState) {
         self.state = Some(state);
     }
 

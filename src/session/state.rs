@@ -15,12 +15,11 @@ impl ConnectionState {
     /// The value of type `T`, made with `T::default()` on first use.
     pub(crate) fn get_or_default<T: Default + Send + 'static>(&mut self) -> &mut T {
         let id = TypeId::of::<T>();
-        let index = match self.values.iter().position(|(t, _)| *t == id) {
-            Some(index) => index,
-            None => {
-                self.values.push((id, Box::new(T::default())));
-                self.values.len() - 1
-            }
+        let index = if let Some(index) = self.values.iter().position(|(t, _)| *t == id) {
+            index
+        } else {
+            self.values.push((id, Box::new(T::default())));
+            self.values.len() - 1
         };
         self.values
             .get_mut(index)
@@ -45,7 +44,7 @@ mod tests {
     fn one_value_per_type_kept_between_uses() {
         let mut state = ConnectionState::default();
         *state.get_or_default::<u32>() += 3;
-        state.get_or_default::<String>().push_str("x");
+        state.get_or_default::<String>().push('x');
         *state.get_or_default::<u32>() += 4;
         assert_eq!(*state.get_or_default::<u32>(), 7);
         assert_eq!(state.get_or_default::<String>(), "x");

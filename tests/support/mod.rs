@@ -73,14 +73,14 @@ pub(crate) struct TestFilter {
     body: Box<Body>,
 }
 
-/// Builds a filter with default needs from `body`:
+/// Builds a filter with [`Needs::everything`] from `body`:
 /// `filter(move |s| { let tx = tx.clone(); Box::pin(async move { … }) })`.
 pub(crate) fn filter<F>(body: F) -> TestFilter
 where
     F: for<'a> Fn(&'a mut Session) -> BoxFuture<'a, Result<Verdict, Error>> + Send + Sync + 'static,
 {
     TestFilter {
-        needs: Needs::default(),
+        needs: Needs::everything(),
         body: Box::new(body),
     }
 }
