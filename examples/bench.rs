@@ -55,12 +55,10 @@ impl Filter for Bench {
 
     async fn filter(&self, session: &mut Session) -> Result<Verdict, Error> {
         let mut seen = 0usize;
-        let mut headers = session.headers();
-        while let Some(header) = headers.next().await? {
+        while let Some(header) = session.next_header().await? {
             seen += header.name.as_bytes().len() + header.value.as_bytes().len();
         }
-        let mut body = session.body();
-        while let Some(chunk) = body.next().await? {
+        while let Some(chunk) = session.next_body_chunk().await? {
             seen += chunk.len();
         }
         session.end_of_message().await?;

@@ -15,7 +15,7 @@ const DISCLAIMER: &str = "-- \r\nThis message was checked by async-milter.\r\n";
 fn is_plain_text(session: &Session) -> bool {
     match session.header("Content-Type") {
         None => true,
-        Some(header) => header.value.as_str().is_some_and(|v| {
+        Some(header) => header.value.to_str().is_ok_and(|v| {
             v.trim_start()
                 .to_ascii_lowercase()
                 .starts_with("text/plain")

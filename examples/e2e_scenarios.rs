@@ -110,7 +110,7 @@ async fn folded_nonascii(session: &mut Session) -> Result<Verdict, Error> {
     if let Some(utf8) = find(&headers, "X-Utf8").first() {
         session.add_header("X-Seen-Utf8", utf8.value.as_bytes())?;
         session.add_header("X-Seen-Utf8-Escaped", escaped(utf8.value.as_bytes()))?;
-        let valid = if utf8.value.as_str().is_some() {
+        let valid = if utf8.value.to_str().is_ok() {
             "yes"
         } else {
             "no"

@@ -11,6 +11,12 @@ pub mod server;
 pub mod session;
 pub mod testing;
 
+// The everyday types, so a filter needs one `use` line.
 pub use bytes::Bytes;
-pub use proto::Needs;
-pub use session::{Error, Filter, FnFilter, Session, Verdict, filter_fn};
+pub use connection::ConnectionConfig;
+pub use proto::{Actions, Events, MacroStage, Needs, ProtocolFlags, ReplyCode};
+pub use server::{Server, ServerConfig};
+pub use session::{
+    Address, Client, Error, Filter, FnFilter, HeaderField, HeaderHandle, HeaderPosition, Phase,
+    Recipient, Session, Text, Verdict, filter_fn,
+};

@@ -208,7 +208,7 @@ fn end_of_stream_mid_message_drops_the_filter_and_the_server_goes_on() {
 /// What the filter does for a message, chosen by its sender.
 async fn faulty(s: &mut async_milter::Session) -> Result<Verdict, Error> {
     let from = s.envelope_from().await?.address;
-    match from.as_str().unwrap() {
+    match from.to_str().unwrap() {
         "<error-at-mail@example.com>" => return Err(Error::filter("broken at MAIL")),
         "<error-at-header@example.com>" => {
             s.next_header().await?;

@@ -18,7 +18,7 @@ use support::{
 };
 
 fn text(t: &Text) -> String {
-    t.as_str().expect("UTF-8").to_owned()
+    t.to_str().expect("UTF-8").to_owned()
 }
 
 /// What one filter call saw.
@@ -50,8 +50,8 @@ fn each_message_gets_its_own_call_connection_data_persists_message_data_resets()
                 Box::pin(async move {
                     let call = calls.fetch_add(1, Ordering::SeqCst) + 1;
                     let fresh_at_start = s.sender().is_none()
-                        && s.recipient_list().count() == 0
-                        && s.header_list().is_empty()
+                        && s.recipients().count() == 0
+                        && s.headers().is_empty()
                         && s.macro_value("{mail_addr}").is_none()
                         && s.macro_value("{rcpt_addr}").is_none();
                     let helo = s.helo().await?.map(|h| text(&h));
@@ -227,10 +227,10 @@ fn awaiting_the_past_is_a_typed_error() {
             assert_eq!(
                 probe.drain(),
                 [
-                    "Err(PhasePassed { wanted: Mail, current: EndOfHeaders })",
-                    "Err(PhasePassed { wanted: Rcpt, current: EndOfHeaders })",
+                    "Err(Misuse(PhasePassed { wanted: Mail, current: EndOfHeaders }))",
+                    "Err(Misuse(PhasePassed { wanted: Rcpt, current: EndOfHeaders }))",
                     "chunk true",
-                    "Err(PhasePassed { wanted: Header, current: Body })",
+                    "Err(Misuse(PhasePassed { wanted: Header, current: Body }))",
                     "Ok(None)",
                     "Ok(Some(\"client.example.com\"))",
                 ],
@@ -300,7 +300,7 @@ fn events_negotiated_away_are_absent() {
             assert_eq!(outcome.verdict, Reply::Accept, "{who}");
             assert_eq!(
                 probe.drain(),
-                ["client None", "Ok(None)", "Err(Absent(Mail))", "rcpts 2"],
+                ["client None", "Ok(None)", "Err(Unavailable(Absent(Mail)))", "rcpts 2"],
                 "{who}"
             );
             client.quit().await.expect("quit");

@@ -8,21 +8,22 @@ use bytes::Bytes;
 
 use super::connection_data::ConnectionData;
 use super::edits::{EditQueue, HeaderHandle, HeaderPosition};
-use super::error::Error;
+use super::error::{Error, Misuse, Unavailable};
 use super::event::{Address, Client, Event};
 use super::macros::MacroStore;
 use super::mailbox::{SharedMailbox, lock};
 use super::phase::Phase;
 use super::state::ConnectionState;
-use super::streams::{Body, HeaderField, Headers, Recipients};
+use super::streams::HeaderField;
 use super::text::Text;
-use crate::proto::{Agreed, Events, MacroStage};
+use crate::proto::{Agreed, Events, MacroStage, ProtocolFlags};
 
 /// One message's view of a milter connection, handed to the filter.
 ///
 /// Await the parts of the message in the order the MTA sends them ([`Session::helo`],
-/// [`Session::envelope_from`], [`Session::recipients`], [`Session::headers`],
-/// [`Session::body`], [`Session::end_of_message`]); events the filter does not await are
+/// [`Session::envelope_from`], [`Session::next_recipient`], [`Session::next_header`],
+/// [`Session::next_body_chunk`], [`Session::end_of_message`]), or look at what has arrived
+/// ([`Session::recipients`], [`Session::headers`]); events the filter does not await are
 /// answered for it. Connection data (client, HELO, connect-stage macros) stays the same
 /// for every message of the connection; message data starts afresh with each call.
 ///
@@ -82,6 +83,11 @@ impl Session {
         recycled: Recycled,
     ) -> Self {
         let allowed = conn.agreed.options.actions;
+        let exact_values = conn
+            .agreed
+            .options
+            .protocol
+            .contains(ProtocolFlags::HEADER_LEADING_SPACE);
         let Recycled {
             mut recipients,
             mut headers,
@@ -103,7 +109,7 @@ impl Session {
             body_chunk: None,
             body_chunk_fresh: false,
             macros,
-            edits: EditQueue::new(allowed),
+            edits: EditQueue::new(allowed).with_leading_space(exact_values),
             too_many_headers: false,
             state: None,
         }
@@ -243,16 +249,13 @@ impl Session {
         let mut waited = false;
         loop {
             if self.phase >= Phase::Header && !waited {
-                return Err(Error::PhasePassed {
-                    wanted: Phase::Mail,
-                    current: self.phase,
-                });
+                return Err(Error::phase_passed(Phase::Mail, self.phase));
             }
             if let Some(sender) = &self.sender {
                 return Ok(sender.clone());
             }
             if self.phase > Phase::Mail || !self.conn.agreed.sends(Events::MAIL) {
-                return Err(Error::Absent(Phase::Mail));
+                return Err(Error::Unavailable(Unavailable::Absent(Phase::Mail)));
             }
             self.next_event(Phase::Mail).await?;
             waited = true;
@@ -265,24 +268,14 @@ impl Session {
         self.sender.as_ref()
     }
 
-    /// The recipients announced so far.
-    pub fn recipient_list(&self) -> impl Iterator<Item = &Address> {
+    /// The recipients announced so far (await more with [`Session::next_recipient`]).
+    pub fn recipients(&self) -> impl Iterator<Item = &Address> {
         self.recipients.iter().map(|(address, _)| address)
     }
 
-    /// A stream of recipients as they arrive; each can be rejected on its own.
-    pub fn recipients(&mut self) -> Recipients<'_> {
-        Recipients::new(self)
-    }
-
-    /// A stream of headers as they arrive.
-    pub fn headers(&mut self) -> Headers<'_> {
-        Headers::new(self)
-    }
-
-    /// The headers seen so far, in message order.
+    /// The headers seen so far, in message order (await more with [`Session::next_header`]).
     #[must_use]
-    pub fn header_list(&self) -> &[HeaderField] {
+    pub fn headers(&self) -> &[HeaderField] {
         &self.headers
     }
 
@@ -292,12 +285,6 @@ impl Session {
         self.headers
             .iter()
             .find(|h| h.name.eq_ignore_ascii_case(name))
-    }
-
-    /// A stream of body chunks, each borrowed from the read buffer (CRLF line ends; chunk
-    /// boundaries fall anywhere).
-    pub fn body(&mut self) -> Body<'_> {
-        Body::new(self)
     }
 
     /// Waits for end of message: everything has arrived and edits can be decided.
@@ -352,9 +339,7 @@ impl Session {
     ) -> Result<(), Error> {
         let value = value.as_ref();
         if value.is_empty() {
-            return Err(Error::InvalidValue(crate::proto::EncodeError::Empty {
-                field: "header value (use delete_header to delete)",
-            }));
+            return Err(Misuse::EmptyHeaderValue.into());
         }
         self.change_or_delete(header, value)
     }
@@ -369,11 +354,11 @@ impl Session {
         let seen = self
             .headers
             .get(..=handle.position as usize)
-            .ok_or(Error::StaleHandle)?;
+            .ok_or(Error::Misuse(Misuse::StaleHandle))?;
         let name = seen
             .last()
             .map(|h| h.name.clone())
-            .ok_or(Error::StaleHandle)?;
+            .ok_or(Error::Misuse(Misuse::StaleHandle))?;
         // CHGHEADER counts headers of the same name (case-insensitive), from 1.
         let same_name = seen
             .iter()
@@ -388,7 +373,7 @@ impl Session {
         if handle.message == self.message && (handle.position as usize) < self.headers.len() {
             Ok(handle)
         } else {
-            Err(Error::StaleHandle)
+            Err(Error::Misuse(Misuse::StaleHandle))
         }
     }
 
@@ -466,7 +451,9 @@ impl Session {
             progressed = true;
         }
         if self.too_many_headers {
-            return Poll::Ready(Err(Error::TooManyHeaders(self.conn.max_headers)));
+            return Poll::Ready(Err(Error::Unavailable(Unavailable::TooManyHeaders(
+                self.conn.max_headers,
+            ))));
         }
         if progressed {
             Poll::Ready(Ok(()))
@@ -515,14 +502,18 @@ impl Session {
                     self.too_many_headers = true;
                 } else {
                     let position = u32::try_from(self.headers.len()).unwrap_or(u32::MAX);
-                    self.headers.push(HeaderField {
-                        name,
-                        value,
-                        handle: HeaderHandle {
-                            message: self.message,
-                            position,
-                        },
-                    });
+                    let handle = HeaderHandle {
+                        message: self.message,
+                        position,
+                    };
+                    let exact = self
+                        .conn
+                        .agreed
+                        .options
+                        .protocol
+                        .contains(ProtocolFlags::HEADER_LEADING_SPACE);
+                    self.headers
+                        .push(HeaderField::new(name, value, exact, handle));
                 }
             }
             Event::Body(chunk) => {

@@ -10,7 +10,7 @@
 //! Header positions are sent as the MTA counts them (see [`HeaderLayout`]), so that
 //! [`HeaderPosition`] gives the same visible result on Postfix and Sendmail.
 
-use super::error::Error;
+use super::error::{Error, Unavailable};
 use super::text::Text;
 use crate::proto::{Actions, EncodeError, MAX_BODY_CHUNK, Response, WireStr, encode_replace_body};
 
@@ -34,6 +34,7 @@ impl HeaderHandle {
 
 /// Where to insert a header. Verified on Postfix 3.7 and Sendmail 8.17 (`scripts/e2e`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum HeaderPosition {
     /// Above every header, the MTA's own `Received:` included (where DKIM signatures and
     /// `Authentication-Results:` go).
@@ -128,6 +129,9 @@ enum Edit {
 #[derive(Debug)]
 pub(crate) struct EditQueue {
     allowed: Actions,
+    /// `HEADER_LEADING_SPACE` was negotiated: the MTA writes header values exactly as sent,
+    /// so the space after the colon is the library's to supply.
+    leading_space: bool,
     edits: Vec<Edit>,
     body: Option<Vec<u8>>,
 }
@@ -136,9 +140,30 @@ impl EditQueue {
     pub(crate) fn new(allowed: Actions) -> Self {
         Self {
             allowed,
+            leading_space: false,
             edits: Vec::new(),
             body: None,
         }
+    }
+
+    /// A queue for a connection where `HEADER_LEADING_SPACE` was negotiated (`exact`): header
+    /// values get the separator space the MTA otherwise adds itself.
+    pub(crate) fn with_leading_space(mut self, exact: bool) -> Self {
+        self.leading_space = exact;
+        self
+    }
+
+    /// Checks a header value and, where the MTA adds no separator, puts the space after the
+    /// colon in front, so a value means the same whatever was negotiated.
+    fn checked_value(&self, value: &[u8]) -> Result<Text, Error> {
+        let value = header_value(value)?;
+        if !self.leading_space || value.is_empty() {
+            return Ok(value);
+        }
+        let mut spaced = Vec::with_capacity(value.as_bytes().len() + 1);
+        spaced.push(b' ');
+        spaced.extend_from_slice(value.as_bytes());
+        Ok(Text::new(spaced))
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -149,13 +174,13 @@ impl EditQueue {
         if self.allowed.contains(action) {
             Ok(())
         } else {
-            Err(Error::NotNegotiated(action))
+            Err(Error::Unavailable(Unavailable::NotNegotiated(action)))
         }
     }
 
     fn push(&mut self, edit: Edit) -> Result<(), Error> {
         if self.edits.len() >= MAX_QUEUED_EDITS {
-            return Err(Error::InvalidValue(EncodeError::TooLong {
+            return Err(Error::from(EncodeError::TooLong {
                 len: self.edits.len() + 1,
                 max: MAX_QUEUED_EDITS,
             }));
@@ -166,7 +191,7 @@ impl EditQueue {
 
     pub(crate) fn add_header(&mut self, name: &[u8], value: &[u8]) -> Result<(), Error> {
         self.require(Actions::ADD_HEADERS)?;
-        let (name, value) = (header_name(name)?, header_value(value)?);
+        let (name, value) = (header_name(name)?, self.checked_value(value)?);
         self.push(Edit::AddHeader { name, value })
     }
 
@@ -178,7 +203,7 @@ impl EditQueue {
         value: &[u8],
     ) -> Result<(), Error> {
         self.require(Actions::ADD_HEADERS)?;
-        let (name, value) = (header_name(name)?, header_value(value)?);
+        let (name, value) = (header_name(name)?, self.checked_value(value)?);
         self.push(Edit::InsertHeader {
             before,
             name,
@@ -196,7 +221,7 @@ impl EditQueue {
         value: &[u8],
     ) -> Result<(), Error> {
         self.require(Actions::CHANGE_HEADERS)?;
-        let (name, value) = (header_name(name)?, header_value(value)?);
+        let (name, value) = (header_name(name)?, self.checked_value(value)?);
         self.push(Edit::ChangeHeader {
             index,
             position,
@@ -461,15 +486,15 @@ mod tests {
         assert!(queue.add_header(b"X-A", b"1").is_ok());
         assert!(matches!(
             queue.change_header(1, 0, b"Subject", b"x"),
-            Err(Error::NotNegotiated(a)) if a == Actions::CHANGE_HEADERS
+            Err(Error::Unavailable(Unavailable::NotNegotiated(a))) if a == Actions::CHANGE_HEADERS
         ));
         assert!(matches!(
             queue.add_rcpt(b"<a@b>", Some(b"NOTIFY=NEVER")),
-            Err(Error::NotNegotiated(_))
+            Err(Error::Unavailable(Unavailable::NotNegotiated(_)))
         ));
         assert!(matches!(
             queue.replace_body(b"x"),
-            Err(Error::NotNegotiated(_))
+            Err(Error::Unavailable(Unavailable::NotNegotiated(_)))
         ));
     }
 
@@ -484,6 +509,20 @@ mod tests {
         assert_eq!(
             responses(&queue),
             vec![r#"AddHeader { name: "X-Folded", value: "a\n\tb" }"#]
+        );
+    }
+
+    #[test]
+    fn with_leading_space_the_separator_is_supplied() {
+        let mut queue = EditQueue::new(Actions::V6).with_leading_space(true);
+        queue.add_header(b"X-A", b"3").unwrap();
+        queue.change_header(1, 0, b"X-B", b"").unwrap();
+        assert_eq!(
+            responses(&queue),
+            vec![
+                r#"ChangeHeader { index: 1, name: "X-B", value: "" }"#,
+                r#"AddHeader { name: "X-A", value: " 3" }"#,
+            ]
         );
     }
 

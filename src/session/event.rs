@@ -23,7 +23,7 @@ impl Client {
     #[must_use]
     pub fn ip(&self) -> Option<std::net::IpAddr> {
         match self.family {
-            Family::Inet | Family::Inet6 => self.address.as_str()?.parse().ok(),
+            Family::Inet | Family::Inet6 => self.address.to_str().ok()?.parse().ok(),
             Family::Unknown | Family::Unix => None,
         }
     }
@@ -43,7 +43,7 @@ impl Address {
     /// The address without angle brackets, as UTF-8 when it is.
     #[must_use]
     pub fn bare(&self) -> Option<&str> {
-        let text = self.address.as_str()?;
+        let text = self.address.to_str().ok()?;
         Some(
             text.strip_prefix('<')
                 .and_then(|t| t.strip_suffix('>'))

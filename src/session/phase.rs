@@ -9,6 +9,7 @@ use crate::proto::CommandKind;
 /// Phases are ordered: a filter can await a phase that is still to come, never one that has
 /// passed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
 pub enum Phase {
     /// Nothing received yet.
     Start,

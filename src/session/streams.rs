@@ -1,14 +1,14 @@
 //! Recipients, headers and body chunks: the parts of a message that come many at a time.
 //!
-//! Each can be read with a `Session` method (`next_recipient`, `next_header`,
-//! `next_body_chunk`), which leaves the session free for edits between items, or through
-//! the stream types here.
+//! One scheme for each: await the next one (`next_recipient`, `next_header`,
+//! `next_body_chunk`), which leaves the session free for edits between items, or look at
+//! what has arrived so far (`recipients`, `headers`).
 
 use bytes::Bytes;
 
 use super::api::Session;
 use super::edits::HeaderHandle;
-use super::error::Error;
+use super::error::{Error, Misuse};
 use super::event::Address;
 use super::mailbox::{EventReply, SharedMailbox, lock};
 use super::phase::Phase;
@@ -23,10 +23,7 @@ impl Session {
     /// a header when DATA is not sent).
     pub async fn next_recipient(&mut self) -> Result<Option<Recipient>, Error> {
         if self.phase >= Phase::Header {
-            return Err(Error::PhasePassed {
-                wanted: Phase::Rcpt,
-                current: self.phase,
-            });
+            return Err(Error::phase_passed(Phase::Rcpt, self.phase));
         }
         loop {
             if let Some((address, seq)) = self.recipients.get(self.rcpt_cursor) {
@@ -52,10 +49,7 @@ impl Session {
     /// of headers, or a body chunk or end of message when those are not sent).
     pub async fn next_header(&mut self) -> Result<Option<HeaderField>, Error> {
         if self.phase >= Phase::Body {
-            return Err(Error::PhasePassed {
-                wanted: Phase::Header,
-                current: self.phase,
-            });
+            return Err(Error::phase_passed(Phase::Header, self.phase));
         }
         loop {
             if let Some(field) = self.headers.get(self.header_cursor) {
@@ -89,23 +83,6 @@ impl Session {
 
 // ===== recipients =====
 
-/// Recipients as the MTA announces them. See [`Session::recipients`].
-#[derive(Debug)]
-pub struct Recipients<'s> {
-    session: &'s mut Session,
-}
-
-impl<'s> Recipients<'s> {
-    pub(crate) fn new(session: &'s mut Session) -> Self {
-        Self { session }
-    }
-
-    /// The next recipient; see [`Session::next_recipient`].
-    pub async fn next(&mut self) -> Result<Option<Recipient>, Error> {
-        self.session.next_recipient().await
-    }
-}
-
 /// One recipient; while it is the newest, the filter can refuse it without ending the
 /// message.
 #[derive(Debug, Clone)]
@@ -131,12 +108,12 @@ impl Recipient {
 
     fn answer(&self, reply: EventReply) -> Result<(), Error> {
         if !self.answerable {
-            return Err(Error::Unanswerable(Phase::Rcpt));
+            return Err(Error::Misuse(Misuse::Unanswerable(Phase::Rcpt)));
         }
         if lock(&self.mailbox).set_reply(self.seq, reply) {
             Ok(())
         } else {
-            Err(Error::StaleHandle)
+            Err(Error::Misuse(Misuse::StaleHandle))
         }
     }
 
@@ -158,80 +135,77 @@ impl Recipient {
 
 // ===== headers =====
 
-/// One header: name and value as sent (one leading space removed unless leading space
-/// was negotiated; folded lines joined by LF), with a stable handle for edits.
+/// One header as the MTA sent it, with a stable handle for edits.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HeaderField {
     /// The name, without the colon.
     pub name: Text,
-    /// The value.
+    /// The value without the space after the colon, the same whether or not
+    /// `HEADER_LEADING_SPACE` was negotiated; folded lines are joined by LF (each
+    /// continuation keeps its own leading whitespace).
     pub value: Text,
     /// Refers to this header in [`Session::change_header`], [`Session::delete_header`] and
     /// [`Session::insert_header`].
     pub handle: HeaderHandle,
+    /// Everything after the colon exactly as sent, when the MTA sent it exactly
+    /// (`HEADER_LEADING_SPACE` negotiated).
+    exact: Option<Text>,
 }
 
-/// Headers as they arrive. See [`Session::headers`].
-#[derive(Debug)]
-pub struct Headers<'s> {
-    session: &'s mut Session,
-    only: Vec<String>,
-}
-
-impl<'s> Headers<'s> {
-    pub(crate) fn new(session: &'s mut Session) -> Self {
+impl HeaderField {
+    /// A header from a HEADER packet's value: `exact` when `HEADER_LEADING_SPACE` was
+    /// negotiated (the value keeps its leading whitespace), else the MTA removed one space.
+    pub(crate) fn new(name: Text, sent: Text, exact: bool, handle: HeaderHandle) -> Self {
+        if !exact {
+            return Self {
+                name,
+                value: sent,
+                handle,
+                exact: None,
+            };
+        }
+        let value = match sent.as_bytes().first() {
+            Some(b' ') => sent.slice_from(1),
+            _ => sent.clone(),
+        };
         Self {
-            session,
-            only: Vec::new(),
+            name,
+            value,
+            handle,
+            exact: Some(sent),
         }
     }
 
-    /// Yields only headers with one of these names (case-insensitive); the others pass by.
-    #[must_use]
-    pub fn only<I, S>(mut self, names: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.only = names.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// The next wanted header; see [`Session::next_header`].
-    pub async fn next(&mut self) -> Result<Option<HeaderField>, Error> {
-        while let Some(field) = self.session.next_header().await? {
-            if self.only.is_empty() || self.only.iter().any(|n| field.name.eq_ignore_ascii_case(n))
-            {
-                return Ok(Some(field));
+    /// Appends the field as it stands in the message: `Name:`, the value with the space
+    /// after the colon (exactly as sent when `HEADER_LEADING_SPACE` was negotiated, else
+    /// the one space the MTA removed), folded lines with CRLF, and a closing CRLF. What
+    /// DKIM, ARC and MIME code hash or parse.
+    ///
+    /// ```
+    /// # use async_milter::session::HeaderField;
+    /// # fn show(field: &HeaderField) -> Vec<u8> {
+    /// let mut raw = Vec::new();
+    /// field.write_raw(&mut raw); // b"Subject: hello\r\n\tworld\r\n" for a folded Subject
+    /// # raw }
+    /// ```
+    pub fn write_raw(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.name.as_bytes());
+        out.push(b':');
+        let value = if let Some(exact) = &self.exact {
+            exact.as_bytes()
+        } else {
+            if !self.value.is_empty() {
+                out.push(b' ');
             }
+            self.value.as_bytes()
+        };
+        for (i, line) in value.split(|&b| b == b'\n').enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
         }
-        Ok(None)
-    }
-}
-
-// ===== body =====
-
-/// Body chunks as they arrive. See [`Session::body`].
-#[derive(Debug)]
-pub struct Body<'s> {
-    session: &'s mut Session,
-    current: Option<Bytes>,
-}
-
-impl<'s> Body<'s> {
-    pub(crate) fn new(session: &'s mut Session) -> Self {
-        Self {
-            session,
-            current: None,
-        }
-    }
-
-    /// The next chunk, borrowed from the read buffer (CRLF line ends; boundaries fall
-    /// anywhere), or `None` at end of message. It stays valid until the next call.
-    pub async fn next(&mut self) -> Result<Option<&[u8]>, Error> {
-        // Hand the previous chunk's buffer back before waiting for the next one.
-        self.current = None;
-        self.current = self.session.next_body_chunk().await?;
-        Ok(self.current.as_deref())
+        out.extend_from_slice(b"\r\n");
     }
 }

@@ -18,6 +18,11 @@ impl Text {
         Self(bytes.into())
     }
 
+    /// The text from byte `start` on, sharing the same bytes.
+    pub(crate) fn slice_from(&self, start: usize) -> Self {
+        Self(self.0.slice(start.min(self.0.len())..))
+    }
+
     pub(crate) fn copy_from(bytes: &[u8]) -> Self {
         Self(Bytes::copy_from_slice(bytes))
     }
@@ -28,10 +33,10 @@ impl Text {
         &self.0
     }
 
-    /// The text as UTF-8, or `None` when it is not valid UTF-8.
-    #[must_use]
-    pub fn as_str(&self) -> Option<&str> {
-        std::str::from_utf8(&self.0).ok()
+    /// The value as UTF-8, or an error when it is not (named and typed as
+    /// [`WireStr::to_str`](crate::proto::WireStr::to_str)).
+    pub fn to_str(&self) -> Result<&str, std::str::Utf8Error> {
+        std::str::from_utf8(&self.0)
     }
 
     /// Whether the text is empty.

@@ -8,6 +8,7 @@ use crate::proto::{ReplyCode, Response, WireStr};
 /// connection; while recipients are announced it is held until the next message-wide event
 /// (a reject there would touch one recipient only); later it applies to the message.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Verdict {
     /// No objection: the message goes on and queued edits are applied at end of message.
     Continue,

@@ -6,6 +6,7 @@ use crate::proto::{Actions, CommandKind, MacroStage, OptNeg, ProtocolFlags};
 ///
 /// PROGRESS packets are consumed while waiting and never appear here.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Reply {
     /// `c`: go on.
     Continue,
@@ -50,6 +51,7 @@ impl Reply {
 
 /// One modification the filter sent before its end-of-message verdict, in owned form.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Modification {
     /// `h`: append a header.
     AddHeader {
