@@ -33,7 +33,7 @@ use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
 use async_milter::proto::Family;
-use async_milter::testing::{Client, Modification, Profile, Reply};
+use async_milter::testing::{MilterClient, Modification, Profile, Reply};
 use async_std::net::TcpStream;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -435,11 +435,11 @@ fn profile() -> Profile {
     Profile::postfix().with_timeout(Duration::from_secs(60))
 }
 
-type Conn = Client<TcpStream>;
+type Conn = MilterClient<TcpStream>;
 
 /// Connects and negotiates.
 async fn open(addr: SocketAddr) -> Result<Conn> {
-    let mut client = Client::connect_tcp(addr, profile()).await?;
+    let mut client = MilterClient::connect_tcp(addr, profile()).await?;
     client.negotiate().await?;
     Ok(client)
 }

@@ -590,7 +590,7 @@ fn negotiation_follows_declared_needs() {
     });
 }
 
-async fn greet_expecting<S>(client: &mut async_milter::testing::Client<S>, expected: Reply)
+async fn greet_expecting<S>(client: &mut async_milter::testing::MilterClient<S>, expected: Reply)
 where
     S: futures::io::AsyncRead + futures::io::AsyncWrite + Unpin,
 {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use async_milter::connection::ConnectionConfig;
 use async_milter::server::{Server, ServerConfig};
-use async_milter::testing::{Client, ClientError, Reply};
+use async_milter::testing::{ClientError, MilterClient, Reply};
 use async_milter::{Error, Verdict};
 use async_std::net::TcpStream;
 use futures::{AsyncReadExt, join};
@@ -70,7 +70,7 @@ fn connections_beyond_the_limit_are_closed_at_once() {
             let who = name(&profile);
             let mut first = harness.client(profile.clone()).await;
             // The second is accepted and closed: the kit sees the end at negotiation.
-            let mut second = Client::connect_tcp(harness.addr, profile.clone())
+            let mut second = MilterClient::connect_tcp(harness.addr, profile.clone())
                 .await
                 .expect("the kernel accepts the connection");
             let negotiation = second.negotiate().await;
@@ -83,7 +83,7 @@ fn connections_beyond_the_limit_are_closed_at_once() {
             // the first one on its own schedule, so try until it has (bounded).
             let mut third = within("a free connection slot", async {
                 loop {
-                    let mut client = Client::connect_tcp(harness.addr, profile.clone())
+                    let mut client = MilterClient::connect_tcp(harness.addr, profile.clone())
                         .await
                         .expect("connect");
                     if client.negotiate().await.is_ok() {
@@ -332,7 +332,9 @@ fn unix_sockets_stale_file_mode_and_removal() {
             assert_eq!(permissions.mode() & 0o777, mode, "{who}");
             let (stop, stopped) = futures::channel::oneshot::channel::<()>();
             let task = async_std::task::spawn(server.serve_until(accepting(), stopped));
-            let mut client = Client::connect_unix(&path, profile.clone()).await.unwrap();
+            let mut client = MilterClient::connect_unix(&path, profile.clone())
+                .await
+                .unwrap();
             client.negotiate().await.unwrap();
             support::greet(&mut client).await;
             let outcome = client.send_message(&envelope(), MESSAGE).await.unwrap();

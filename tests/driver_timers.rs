@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use async_milter::connection::{ConnectionConfig, ConnectionError, Sleep, serve_connection};
 use async_milter::proto::Family;
 use async_milter::session::FnFilter;
-use async_milter::testing::{Client, Profile, Reply};
+use async_milter::testing::{MilterClient, Profile, Reply};
 use async_milter::{Error, Session, Verdict};
 use async_std::os::unix::net::UnixStream;
 
@@ -48,7 +48,7 @@ async fn silence_beyond_the_read_timeout_closes_the_connection() {
     ));
     // The driver's wait starts after it answers OPTNEG, so after this instant.
     let start = Instant::now();
-    let mut client = Client::new(mta, Profile::postfix());
+    let mut client = MilterClient::new(mta, Profile::postfix());
     client.negotiate().await.unwrap();
     let result = async_std::future::timeout(Duration::from_secs(5), server)
         .await
@@ -71,7 +71,7 @@ async fn reads_spread_over_several_timeouts_do_not_trip_it() {
         config(timeout, None),
         1,
     ));
-    let mut client = Client::new(mta, Profile::postfix());
+    let mut client = MilterClient::new(mta, Profile::postfix());
     client.negotiate().await.unwrap();
     client
         .connect("client.example.com", Family::Inet, 4000, "192.0.2.1")
@@ -110,7 +110,7 @@ async fn progress_is_sent_while_the_filter_works_at_end_of_message() {
         config(Duration::from_secs(10), Some(Duration::from_millis(100))),
         1,
     ));
-    let mut client = Client::new(mta, Profile::postfix());
+    let mut client = MilterClient::new(mta, Profile::postfix());
     client.negotiate().await.unwrap();
     client
         .connect("client.example.com", Family::Inet, 4000, "192.0.2.1")

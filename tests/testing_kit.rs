@@ -8,7 +8,7 @@ use async_milter::proto::{
     ProtocolFlags, Response, WireStr,
 };
 use async_milter::testing::{
-    Client, ClientError, Envelope, Modification, MtaKind, NegotiationError, Profile, Reply,
+    ClientError, Envelope, MilterClient, Modification, MtaKind, NegotiationError, Profile, Reply,
 };
 use async_std::os::unix::net::UnixStream;
 use async_std::task::{self, JoinHandle};
@@ -74,9 +74,12 @@ fn show(kind: u8, payload: &[u8]) -> String {
 }
 
 /// Starts a fake filter on one end of a socket pair; returns the client on the other end.
-fn start(profile: Profile, script: Script) -> (Client<UnixStream>, JoinHandle<Record>) {
+fn start(profile: Profile, script: Script) -> (MilterClient<UnixStream>, JoinHandle<Record>) {
     let (mta, filter) = UnixStream::pair().expect("socket pair");
-    (Client::new(mta, profile), spawn_filter(filter, script))
+    (
+        MilterClient::new(mta, profile),
+        spawn_filter(filter, script),
+    )
 }
 
 /// Runs the fake filter on `stream` until end of stream; returns what it received.
@@ -154,7 +157,7 @@ fn envelope() -> Envelope {
     }
 }
 
-async fn full_session<S>(client: &mut Client<S>) -> Result<(), ClientError>
+async fn full_session<S>(client: &mut MilterClient<S>) -> Result<(), ClientError>
 where
     S: futures::AsyncRead + futures::AsyncWrite + Unpin,
 {
@@ -1233,7 +1236,7 @@ async fn filter_closing_mid_message_is_an_error() {
         stream.write_all(&out).await.unwrap();
         // Then hang up.
     });
-    let mut client = Client::new(mta, Profile::postfix());
+    let mut client = MilterClient::new(mta, Profile::postfix());
     client.negotiate().await.unwrap();
     handle.await;
     let error = client.helo("h").await.unwrap_err();
@@ -1258,7 +1261,9 @@ async fn connects_over_tcp_and_unix_sockets() {
         let (stream, _) = listener.accept().await.unwrap();
         spawn_filter(stream, script()).await
     });
-    let mut client = Client::connect_tcp(addr, Profile::postfix()).await.unwrap();
+    let mut client = MilterClient::connect_tcp(addr, Profile::postfix())
+        .await
+        .unwrap();
     full_session(&mut client).await.unwrap();
     assert_eq!(accept.await.last().map(String::as_str), Some("Q"));
 
@@ -1273,7 +1278,7 @@ async fn connects_over_tcp_and_unix_sockets() {
         let (stream, _) = listener.accept().await.unwrap();
         spawn_filter(stream, script()).await
     });
-    let mut client = Client::connect_unix(&path, Profile::sendmail())
+    let mut client = MilterClient::connect_unix(&path, Profile::sendmail())
         .await
         .unwrap();
     full_session(&mut client).await.unwrap();

@@ -8,12 +8,12 @@ use futures::io::{AsyncRead, AsyncWrite};
 
 use super::error::{ClientError, NegotiationError};
 use super::io::Framed;
-use super::message::HeaderField;
+use super::message::DeliveredHeader;
 use super::profile::{MtaKind, Profile, QueueIdTiming};
 use super::reply::{EndOfMessage, Modification, Negotiated, Reply};
 use crate::proto::{
-    Actions, Command, CommandKind, Connect, Envelope, Family, Header, MAX_BODY_CHUNK, Macros,
-    ProtocolFlags, Response, WireStr,
+    Actions, Command, CommandKind, Connect, EnvelopeCommand, Family, Header, MAX_BODY_CHUNK,
+    Macros, ProtocolFlags, Response, WireStr,
 };
 
 /// What the client remembers about the session, for macros and the delivered message.
@@ -60,14 +60,14 @@ pub(crate) struct SessionState {
 /// `{msg_id}` (the Message-ID header sent, else `<queue-id@hostname>`). Macros without a value
 /// are left out of the packet.
 #[derive(Debug)]
-pub struct Client<S> {
+pub struct MilterClient<S> {
     pub(crate) io: Framed<S>,
     pub(crate) profile: Profile,
     pub(crate) negotiated: Option<Negotiated>,
     pub(crate) state: SessionState,
 }
 
-impl Client<async_std::net::TcpStream> {
+impl MilterClient<async_std::net::TcpStream> {
     /// Connects to a filter listening on TCP (with `TCP_NODELAY` set).
     pub async fn connect_tcp(
         addr: impl async_std::net::ToSocketAddrs,
@@ -82,7 +82,7 @@ impl Client<async_std::net::TcpStream> {
     }
 }
 
-impl Client<async_std::os::unix::net::UnixStream> {
+impl MilterClient<async_std::os::unix::net::UnixStream> {
     /// Connects to a filter listening on a Unix socket.
     pub async fn connect_unix(
         path: impl AsRef<Path>,
@@ -98,7 +98,7 @@ impl Client<async_std::os::unix::net::UnixStream> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> MilterClient<S> {
     /// Wraps a connected stream to a filter.
     #[must_use]
     pub fn new(stream: S, profile: Profile) -> Self {
@@ -263,7 +263,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         self.state.rcpt_addr = None;
         self.state.msg_id = None;
         let args: Vec<WireStr<'_>> = args.iter().map(|a| WireStr::from(*a)).collect();
-        self.step(&Command::Mail(Envelope::new(sender.into(), &args)))
+        self.step(&Command::Mail(EnvelopeCommand::new(sender.into(), &args)))
             .await
     }
 
@@ -272,7 +272,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         self.state.rcpt_addr = Some(rcpt.to_owned());
         let args: Vec<WireStr<'_>> = args.iter().map(|a| WireStr::from(*a)).collect();
         let reply = self
-            .step(&Command::Rcpt(Envelope::new(rcpt.into(), &args)))
+            .step(&Command::Rcpt(EnvelopeCommand::new(rcpt.into(), &args)))
             .await?;
         if !reply.is_refusal() {
             self.state.queue_id_known = true;
@@ -293,7 +293,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             .negotiated
             .as_ref()
             .is_some_and(Negotiated::leading_space);
-        let field = HeaderField {
+        let field = DeliveredHeader {
             name: name.to_owned(),
             value: value.to_owned(),
         };

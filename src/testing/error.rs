@@ -87,7 +87,8 @@ pub enum ClientError {
     Encode(EncodeError),
     /// The OPTNEG reply was refused.
     Negotiation(NegotiationError),
-    /// A command was sent before [`Client::negotiate`](super::Client::negotiate) succeeded.
+    /// A command was sent before [`MilterClient::negotiate`](super::MilterClient::negotiate)
+    /// succeeded.
     NotNegotiated,
     /// The session is over: the client quit, or a connection-level verdict or SHUTDOWN ended
     /// it. Real MTAs send nothing more on such a socket.
@@ -124,7 +125,8 @@ pub enum ClientError {
         /// The field.
         field: &'static str,
     },
-    /// A body chunk handed to [`Client::body`](super::Client::body) is larger than 65535 bytes.
+    /// A body chunk handed to [`MilterClient::body`](super::MilterClient::body) is larger than
+    /// 65535 bytes.
     ChunkTooLarge(usize),
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_std::os::unix::net::UnixStream;
 
-use super::client::Client;
+use super::client::MilterClient;
 use super::profile::Profile;
 use crate::connection::{ConnectionConfig, serve_connection};
 use crate::session::Filter;
@@ -38,7 +38,7 @@ use crate::session::Filter;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// # });
 /// ```
-pub fn in_process<F: Filter>(filter: F, profile: Profile) -> io::Result<Client<UnixStream>> {
+pub fn in_process<F: Filter>(filter: F, profile: Profile) -> io::Result<MilterClient<UnixStream>> {
     in_process_with(Arc::new(filter), profile, ConnectionConfig::default())
 }
 
@@ -48,7 +48,7 @@ pub fn in_process_with<F: Filter>(
     filter: Arc<F>,
     profile: Profile,
     mut config: ConnectionConfig,
-) -> io::Result<Client<UnixStream>> {
+) -> io::Result<MilterClient<UnixStream>> {
     let (mta_side, filter_side) = UnixStream::pair()?;
     if config.sleep.is_none() {
         config.sleep = Some(crate::server::async_std_sleep());
@@ -56,5 +56,5 @@ pub fn in_process_with<F: Filter>(
     async_std::task::spawn(async move {
         let _ = serve_connection(filter_side, filter, config, 0).await;
     });
-    Ok(Client::new(mta_side, profile))
+    Ok(MilterClient::new(mta_side, profile))
 }

@@ -1,12 +1,12 @@
 //! The MTA side of the protocol, for testing filters: a client that drives any milter over a
 //! stream, behaving like Postfix or Sendmail.
 //!
-//! Use it to unit-test a filter without a mail server: connect a [`Client`] to the filter
-//! (over TCP, a Unix socket, or an in-memory stream such as
+//! Use it to unit-test a filter without a mail server: connect a [`MilterClient`] to the
+//! filter (over TCP, a Unix socket, or an in-memory stream such as
 //! `async_std::os::unix::net::UnixStream::pair()`), negotiate, and either step through the
-//! commands one by one or hand [`Client::send_message`] a whole message. The [`Outcome`] holds
-//! every reply, the modifications, the verdict, and the message as the MTA would deliver it
-//! ([`Delivered`]).
+//! commands one by one or hand [`MilterClient::send_message`] a whole message. The
+//! [`Outcome`] holds every reply, the modifications, the verdict, and the message as the MTA
+//! would deliver it ([`Delivered`]).
 //!
 //! The client is generic over any `futures::io::{AsyncRead, AsyncWrite} + Unpin` stream;
 //! only the timeouts and the `connect_*` constructors use async-std, and those work under any
@@ -18,10 +18,10 @@
 //!
 //! ```no_run
 //! use async_milter::proto::Family;
-//! use async_milter::testing::{Client, Envelope, Profile, Reply};
+//! use async_milter::testing::{Envelope, MilterClient, Profile, Reply};
 //!
 //! # async_std::task::block_on(async {
-//! let mut client = Client::connect_tcp("127.0.0.1:7357", Profile::sendmail()).await?;
+//! let mut client = MilterClient::connect_tcp("127.0.0.1:7357", Profile::sendmail()).await?;
 //! client.negotiate().await?;
 //! client.connect("client.example.com", Family::Inet, 50000, "192.0.2.1").await?;
 //! client.helo("client.example.com").await?;
@@ -39,7 +39,7 @@
 //!
 //! ```
 //! use async_milter::proto::Family;
-//! use async_milter::testing::{Client, Envelope, Modification, Profile, Reply};
+//! use async_milter::testing::{Envelope, MilterClient, Modification, Profile, Reply};
 //! use async_std::os::unix::net::UnixStream;
 //! # use async_milter::proto::{Actions, Command, FrameDecoder, OptNeg, OptNegReply, ProtocolFlags, Response};
 //! # use futures::{AsyncReadExt, AsyncWriteExt};
@@ -75,7 +75,7 @@
 //! let (mta_side, filter_side) = UnixStream::pair()?;
 //! let filter = async_std::task::spawn(filter(filter_side));
 //!
-//! let mut client = Client::new(mta_side, Profile::postfix());
+//! let mut client = MilterClient::new(mta_side, Profile::postfix());
 //! client.negotiate().await?;
 //! assert_eq!(
 //!     client.connect("client.example.com", Family::Inet, 50000, "192.0.2.1").await?,
@@ -131,7 +131,7 @@
 //!
 //! * **Leading space.** Unless `HDR_LEADSPC` was negotiated the MTA puts one space after the
 //!   colon of every added, inserted or changed header; with it, the value is stored as sent.
-//!   [`HeaderField::value`] holds everything after the colon.
+//!   [`DeliveredHeader::value`] holds everything after the colon.
 //! * **ADDHEADER** appends after the last header.
 //! * **CHGHEADER** addresses the *n*-th header of that name (1-based, case-insensitive;
 //!   index 0 counts as 1) among the headers the filter could see: the message's headers and
@@ -159,12 +159,12 @@
 //!
 //! Modifications are applied only when the end-of-message verdict is CONTINUE or ACCEPT.
 //!
-//! [`Client::send_message`]: crate::testing::Client::send_message
+//! [`MilterClient::send_message`]: crate::testing::MilterClient::send_message
 //! [`ClientError::Timeout`]: crate::testing::ClientError::Timeout
 //! [`ClientError`]: crate::testing::ClientError
-//! [`Client`]: crate::testing::Client
+//! [`MilterClient`]: crate::testing::MilterClient
 //! [`Delivered`]: crate::testing::Delivered
-//! [`HeaderField::value`]: crate::testing::HeaderField::value
+//! [`DeliveredHeader::value`]: crate::testing::DeliveredHeader::value
 //! [`Outcome::delivered`]: crate::testing::Outcome::delivered
 //! [`Outcome::quarantined`]: crate::testing::Outcome::quarantined
 //! [`Outcome`]: crate::testing::Outcome
@@ -184,11 +184,11 @@ mod message;
 mod profile;
 mod reply;
 
-pub use client::Client;
-pub use delivery::{Delivered, Recipient};
+pub use client::MilterClient;
+pub use delivery::{Delivered, DeliveredRecipient};
 pub use driver::Outcome;
 pub use error::{ClientError, NegotiationError};
 pub use in_process::{in_process, in_process_with};
-pub use message::{Envelope, HeaderField};
+pub use message::{DeliveredHeader, Envelope};
 pub use profile::{MtaKind, Profile, QueueIdTiming};
 pub use reply::{EndOfMessage, Modification, Negotiated, Reply};

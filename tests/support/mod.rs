@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use async_milter::proto::{Family, FrameDecoder};
 use async_milter::server::{Server, ServerConfig, SocketSpec};
-use async_milter::testing::{Client, Envelope, Modification, Profile, Reply};
+use async_milter::testing::{Envelope, MilterClient, Modification, Profile, Reply};
 use async_milter::{Error, Filter, Needs, Session, Verdict};
 use async_std::channel::{Receiver, Sender, unbounded};
 use async_std::net::TcpStream;
@@ -221,8 +221,8 @@ pub(crate) async fn serve<F: Filter>(filter: F) -> Harness {
 
 impl Harness {
     /// A negotiated client, nothing sent yet.
-    pub(crate) async fn negotiated(&self, profile: Profile) -> Client<TcpStream> {
-        let mut client = Client::connect_tcp(self.addr, profile)
+    pub(crate) async fn negotiated(&self, profile: Profile) -> MilterClient<TcpStream> {
+        let mut client = MilterClient::connect_tcp(self.addr, profile)
             .await
             .expect("connect to the server");
         client.negotiate().await.expect("negotiate");
@@ -230,20 +230,20 @@ impl Harness {
     }
 
     /// A client past CONNECT and HELO, both answered with continue.
-    pub(crate) async fn client(&self, profile: Profile) -> Client<TcpStream> {
+    pub(crate) async fn client(&self, profile: Profile) -> MilterClient<TcpStream> {
         let mut client = self.negotiated(profile).await;
         greet(&mut client).await;
         client
     }
 
     /// A tapped client (every packet from the filter recorded), negotiated only.
-    pub(crate) async fn tapped(&self, profile: Profile) -> (Client<Tap<TcpStream>>, TapLog) {
+    pub(crate) async fn tapped(&self, profile: Profile) -> (MilterClient<Tap<TcpStream>>, TapLog) {
         let stream = within("connect", TcpStream::connect(self.addr))
             .await
             .expect("connect to the server");
         stream.set_nodelay(true).expect("nodelay");
         let (tap, log) = Tap::new(stream);
-        let mut client = Client::new(tap, profile);
+        let mut client = MilterClient::new(tap, profile);
         client.negotiate().await.expect("negotiate");
         (client, log)
     }
@@ -269,7 +269,7 @@ impl Harness {
 }
 
 /// CONNECT and HELO as the SMTP client `client.example.com [192.0.2.1]:50000`.
-pub(crate) async fn greet<S>(client: &mut Client<S>)
+pub(crate) async fn greet<S>(client: &mut MilterClient<S>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
