@@ -598,6 +598,12 @@ async fn modifications_applied_postfix() {
             "X-Added: added",
         ]
     );
+    // Without HDR_LEADSPC the MTA puts one space after the colon of a filter's header.
+    assert_eq!(delivered.header("x-added"), Some(" added"));
+    assert_eq!(
+        delivered.headers_named("X-Tag").collect::<Vec<_>>(),
+        [" two", " changed"]
+    );
     assert_eq!(delivered.sender, "<bounce@example.com>");
     assert_eq!(delivered.sender_args, ["RET=HDRS"]);
     assert_eq!(
@@ -684,6 +690,10 @@ async fn leading_space_negotiated_stores_values_verbatim() {
         .unwrap();
     let delivered = outcome.delivered.unwrap();
     assert_eq!(delivered.to_bytes(), b"S: x\r\nX-A:\tverbatim\r\n\r\nb\r\n");
+    // The accessors give the value untrimmed, so a missing space would show.
+    assert_eq!(delivered.header("x-a"), Some("\tverbatim"));
+    assert_eq!(delivered.header("S"), Some(" x"));
+    assert_eq!(delivered.headers[1].trimmed_value(), "verbatim");
     drop(client);
     filter.await;
 }
@@ -1209,7 +1219,7 @@ async fn accept_at_rcpt_delivers_unmodified_to_all_recipients() {
         delivered.recipient_addresses(),
         ["<c@d.example>", "<e@f.example>"]
     );
-    assert_eq!(delivered.header("subject"), Some("sample"));
+    assert_eq!(delivered.header("subject"), Some(" sample"));
     assert_eq!(client.profile().kind, MtaKind::Sendmail);
     drop(client);
     filter.await;

@@ -30,21 +30,26 @@ pub struct Delivered {
 }
 
 impl Delivered {
-    /// The first value of the header `name` (case-insensitive), without leading whitespace.
+    /// The first value of the header `name` (case-insensitive), exactly as delivered after
+    /// the colon: the leading space the MTA adds (or the whitespace the filter sent with
+    /// `HDR_LEADSPC`) is kept, so a test can check it. Folded lines are joined with a bare LF
+    /// ([`to_bytes`](Self::to_bytes) renders CRLF). For the value without leading whitespace
+    /// use [`DeliveredHeader::trimmed_value`] on [`headers`](Self::headers).
     #[must_use]
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(DeliveredHeader::trimmed_value)
+            .map(|h| h.value.as_str())
     }
 
-    /// Every value of the header `name` (case-insensitive), without leading whitespace.
+    /// Every value of the header `name` (case-insensitive), in delivery order, each exactly
+    /// as delivered after the colon (see [`header`](Self::header)).
     pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.headers
             .iter()
             .filter(move |h| h.name.eq_ignore_ascii_case(name))
-            .map(DeliveredHeader::trimmed_value)
+            .map(|h| h.value.as_str())
     }
 
     /// The recipient addresses.

@@ -33,7 +33,7 @@ use crate::session::Filter;
 /// let envelope = Envelope::new("<alice@example.com>", &["<bob@example.net>"]);
 /// let outcome = client.send_message(&envelope, b"Subject: hi\r\n\r\nHello\r\n").await?;
 /// assert_eq!(outcome.verdict, Reply::Accept);
-/// assert_eq!(outcome.delivered.unwrap().header("X-Scanned"), Some("clean"));
+/// assert_eq!(outcome.delivered.unwrap().header("X-Scanned"), Some(" clean"));
 /// client.quit().await?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// # });

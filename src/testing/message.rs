@@ -26,19 +26,21 @@ impl Envelope {
     }
 }
 
-/// One header field as it appears in a message.
+/// One header field as the MTA holds and delivers it (`name:value`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeliveredHeader {
     /// The name, case preserved, without the colon.
     pub name: String,
-    /// Everything after the colon, leading whitespace included. Folded lines are joined
-    /// with a bare LF followed by the continuation line's own leading whitespace, as on the
-    /// wire.
+    /// Exactly what follows the colon, untrimmed: the leading space the MTA adds to a
+    /// filter's header (or whatever whitespace the filter sent under `HDR_LEADSPC`) is part
+    /// of it. Folded lines are joined with a bare LF followed by the continuation line's own
+    /// leading whitespace, as on the wire.
     pub value: String,
 }
 
 impl DeliveredHeader {
-    /// The value without its leading whitespace.
+    /// The value without its leading spaces and tabs, for comparisons that do not care
+    /// about them; [`value`](Self::value) is what is delivered.
     #[must_use]
     pub fn trimmed_value(&self) -> &str {
         self.value.trim_start_matches([' ', '\t'])

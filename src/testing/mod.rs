@@ -28,7 +28,7 @@
 //! let envelope = Envelope::new("<alice@example.com>", &["<bob@example.net>"]);
 //! let outcome = client.send_message(&envelope, b"Subject: hi\r\n\r\nHello\r\n").await?;
 //! assert_eq!(outcome.verdict, Reply::Accept);
-//! assert_eq!(outcome.delivered.unwrap().header("X-Scanned"), Some("clean"));
+//! assert_eq!(outcome.delivered.unwrap().header("X-Scanned"), Some(" clean"));
 //! client.quit().await?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # });
@@ -90,7 +90,8 @@
 //!     [Modification::AddHeader { name: "X-Scanned".into(), value: "clean".into() }]
 //! );
 //! let delivered = outcome.delivered.expect("accepted");
-//! assert_eq!(delivered.header("X-Scanned"), Some("clean"));
+//! // The MTA puts a space after the colon (no HDR_LEADSPC was negotiated).
+//! assert_eq!(delivered.header("X-Scanned"), Some(" clean"));
 //! // Postfix puts its own Received: header on top; the filter never saw it.
 //! assert_eq!(delivered.headers[0].name, "Received");
 //! assert_eq!(delivered.body, b"Hello\r\n");
@@ -131,7 +132,8 @@
 //!
 //! * **Leading space.** Unless `HDR_LEADSPC` was negotiated the MTA puts one space after the
 //!   colon of every added, inserted or changed header; with it, the value is stored as sent.
-//!   [`DeliveredHeader::value`] holds everything after the colon.
+//!   [`DeliveredHeader::value`] and [`Delivered::header`] give everything after the colon,
+//!   untrimmed, so a test sees whether the space is there.
 //! * **ADDHEADER** appends after the last header.
 //! * **CHGHEADER** addresses the *n*-th header of that name (1-based, case-insensitive;
 //!   index 0 counts as 1) among the headers the filter could see: the message's headers and
@@ -164,6 +166,7 @@
 //! [`ClientError`]: crate::testing::ClientError
 //! [`MilterClient`]: crate::testing::MilterClient
 //! [`Delivered`]: crate::testing::Delivered
+//! [`Delivered::header`]: crate::testing::Delivered::header
 //! [`DeliveredHeader::value`]: crate::testing::DeliveredHeader::value
 //! [`Outcome::delivered`]: crate::testing::Outcome::delivered
 //! [`Outcome::quarantined`]: crate::testing::Outcome::quarantined
