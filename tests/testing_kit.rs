@@ -1295,3 +1295,146 @@ async fn connects_over_tcp_and_unix_sockets() {
     assert_eq!(accept.await.last().map(String::as_str), Some("Q"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// What a real filter saw in one call: client host, address, port, HELO name, `_` macro.
+type SeenClient = (String, String, u16, Option<String>, Option<String>);
+
+/// A filter served by this crate that records the SMTP client of every call and stamps the
+/// message with it.
+struct ClientRecorder {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<SeenClient>>>,
+}
+
+#[async_trait::async_trait]
+impl async_milter::Filter for ClientRecorder {
+    async fn filter(
+        &self,
+        session: &mut async_milter::Session,
+    ) -> Result<async_milter::Verdict, async_milter::Error> {
+        session.end_of_message().await?;
+        let client = session.client().expect("CONNECT was sent");
+        let host = client.hostname.to_string();
+        let seen = (
+            host.clone(),
+            client.address.to_string(),
+            client.port,
+            session.helo_name().map(ToString::to_string),
+            session.macro_str("_").map(str::to_owned),
+        );
+        let mut calls = self.seen.lock().unwrap();
+        calls.push(seen);
+        session.add_header("X-Client", &host)?;
+        session.add_header("X-Call", calls.len().to_string())?;
+        Ok(async_milter::Verdict::Accept)
+    }
+}
+
+#[async_std::test]
+async fn quit_new_connection_starts_a_second_session_on_the_same_stream() {
+    for profile in [Profile::postfix(), Profile::sendmail()] {
+        let kind = profile.kind;
+        let seen = std::sync::Arc::default();
+        let filter = ClientRecorder {
+            seen: std::sync::Arc::clone(&seen),
+        };
+        let mut client = async_milter::testing::in_process(filter, profile).unwrap();
+        client.negotiate().await.unwrap();
+
+        // First SMTP session: one message.
+        let reply = client
+            .connect("first.example.com", Family::Inet, 1111, "192.0.2.1")
+            .await
+            .unwrap();
+        assert_eq!(reply, Reply::Continue, "{kind:?}");
+        client.helo("helo.first.example.com").await.unwrap();
+        let outcome = client.send_message(&envelope(), SAMPLE).await.unwrap();
+        let delivered = outcome.delivered.expect("accepted");
+        assert_eq!(delivered.header("X-Client"), Some(" first.example.com"));
+        assert_eq!(delivered.header("X-Call"), Some(" 1"));
+
+        client.quit_new_connection().await.unwrap();
+        assert!(
+            !client.is_closed(),
+            "{kind:?}: the milter connection stays open"
+        );
+
+        // Second SMTP session on the same milter connection, no new OPTNEG: a message
+        // before HELO (the first session's HELO must be gone), then one after.
+        let reply = client
+            .connect("second.example.org", Family::Inet6, 2222, "2001:db8::2")
+            .await
+            .unwrap();
+        assert_eq!(reply, Reply::Continue, "{kind:?}");
+        let outcome = client.send_message(&envelope(), SAMPLE).await.unwrap();
+        let delivered = outcome.delivered.expect("accepted");
+        assert_eq!(delivered.header("X-Client"), Some(" second.example.org"));
+        assert_eq!(delivered.header("X-Call"), Some(" 2"));
+        client.helo("helo.second.example.org").await.unwrap();
+        let outcome = client.send_message(&envelope(), SAMPLE).await.unwrap();
+        assert_eq!(outcome.verdict, Reply::Accept, "{kind:?}");
+        assert_eq!(
+            outcome.delivered.expect("accepted").header("X-Call"),
+            Some(" 3")
+        );
+        client.quit().await.unwrap();
+
+        // Sendmail sends IPv6 uncompressed with its `IPv6:` prefix, which the filter strips.
+        let (address, wire) = if kind == MtaKind::Postfix {
+            ("2001:db8::2", "2001:db8::2".to_owned())
+        } else {
+            let full = "2001:db8:0:0:0:0:0:2";
+            (full, format!("IPv6:{full}"))
+        };
+        let second = |helo: Option<&str>| {
+            (
+                "second.example.org".to_owned(),
+                address.to_owned(),
+                2222,
+                helo.map(str::to_owned),
+                Some(format!("second.example.org [{wire}]")),
+            )
+        };
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                (
+                    "first.example.com".to_owned(),
+                    "192.0.2.1".to_owned(),
+                    1111,
+                    Some("helo.first.example.com".to_owned()),
+                    Some("first.example.com [192.0.2.1]".to_owned()),
+                ),
+                second(None),
+                second(Some("helo.second.example.org")),
+            ],
+            "{kind:?}"
+        );
+    }
+}
+
+#[async_std::test]
+async fn quit_new_connection_bytes() {
+    let script = Script::continuing(Actions::EMPTY, ProtocolFlags::EMPTY, || {
+        vec![Response::Continue]
+    });
+    let (mut client, filter) = start(Profile::sendmail(), script);
+    client.negotiate().await.unwrap();
+    client
+        .connect("a.example", Family::Inet, 1, "192.0.2.1")
+        .await
+        .unwrap();
+    client.mail("<a@example.com>", &[]).await.unwrap();
+    // An open transaction is aborted first; QUIT_NC gets no reply.
+    client.quit_new_connection().await.unwrap();
+    client
+        .connect("b.example", Family::Inet, 2, "192.0.2.2")
+        .await
+        .unwrap();
+    client.quit().await.unwrap();
+    let kinds: String = filter
+        .await
+        .iter()
+        .map(|f| f.chars().next().unwrap())
+        .collect();
+    assert_eq!(kinds, "ODCDMAKDCQ");
+}

@@ -51,7 +51,9 @@ pub(crate) struct SessionState {
 /// * with Postfix a repeated HELO is followed by ABORT; with Sendmail a HELO or MAIL inside an
 ///   open transaction is preceded by ABORT;
 /// * [`quit`](Self::quit) sends ABORT for an open transaction, with Postfix one more ABORT if
-///   a HELO was seen, then QUIT.
+///   a HELO was seen, then QUIT;
+/// * [`quit_new_connection`](Self::quit_new_connection) sends ABORT for an open transaction,
+///   then `QUIT_NC`, and leaves the stream open for the next session's CONNECT.
 ///
 /// Macro values the client computes itself (a name in [`Profile::macro_values`] overrides
 /// them): `i` (the queue ID, from [`Profile::queue_id_timing`] on), `j`, `_`
@@ -377,6 +379,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MilterClient<S> {
         self.state.in_transaction = false;
         self.state.closed = true;
         self.io.close(self.profile.timeout).await;
+        Ok(())
+    }
+
+    /// `QUIT_NC` (§2.14): ends this SMTP session but keeps the milter connection, so the
+    /// next session starts with [`connect`](Self::connect) on the same stream, without a new
+    /// OPTNEG: the negotiated options and macro requests still apply.
+    ///
+    /// Sends ABORT first for an open transaction, then `QUIT_NC`; there is no reply. The
+    /// session state (HELO name, client, envelope, queue ID) is forgotten, as the filter
+    /// forgets its macros.
+    ///
+    /// Neither Postfix 3.7 nor Sendmail 8.17 sends `QUIT_NC` (both open a new milter
+    /// connection per SMTP session), so the profiles do not shape it; libmilter-based filters
+    /// ignore it in most states (§2.14), so use it only with filters that support it. It
+    /// exists from protocol version 6; the client sends it whatever version was negotiated.
+    pub async fn quit_new_connection(&mut self) -> Result<(), ClientError> {
+        self.before_command()?;
+        self.io.check_idle()?;
+        let mut out = Vec::new();
+        if self.state.in_transaction {
+            Command::Abort.encode(&mut out)?;
+        }
+        Command::QuitNewConnection.encode(&mut out)?;
+        self.write_command(&out, CommandKind::QuitNewConnection)
+            .await?;
+        self.state = SessionState::default();
         Ok(())
     }
 
