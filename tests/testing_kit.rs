@@ -9,6 +9,7 @@ use async_milter::proto::{
 };
 use async_milter::testing::{
     ClientError, Envelope, MilterClient, Modification, MtaKind, NegotiationError, Profile, Reply,
+    connect,
 };
 use async_std::os::unix::net::UnixStream;
 use async_std::task::{self, JoinHandle};
@@ -1256,43 +1257,97 @@ async fn filter_closing_mid_message_is_an_error() {
     );
 }
 
+/// A filter served by this crate: stamps the message and accepts it.
+async fn stamp(
+    session: &mut async_milter::Session,
+) -> Result<async_milter::Verdict, async_milter::Error> {
+    session.end_of_message().await?;
+    session.add_header("X-Stamped", "yes")?;
+    Ok(async_milter::Verdict::Accept)
+}
+
+/// Serves [`stamp`] on `spec` until the returned sender fires (or is dropped).
+async fn serve_stamp(
+    spec: &str,
+) -> (
+    async_milter::server::SocketSpec,
+    futures::channel::oneshot::Sender<()>,
+    JoinHandle<std::io::Result<()>>,
+) {
+    let server = async_milter::server::Server::bind(spec).await.unwrap();
+    let bound = server.local_spec().clone();
+    let (stop, stopped) = futures::channel::oneshot::channel::<()>();
+    let filter = async_milter::session::FnFilter::new(stamp);
+    (
+        bound,
+        stop,
+        task::spawn(server.serve_until(filter, stopped)),
+    )
+}
+
+/// One whole session over a client from [`connect`]: the real filter's header arrives.
+async fn stamped_session(spec: &str, profile: Profile) {
+    let mut client = connect(spec, profile).await.unwrap();
+    client.negotiate().await.unwrap();
+    client
+        .connect("client.example.com", Family::Inet, 4000, "192.0.2.1")
+        .await
+        .unwrap();
+    client.helo("client.example.com").await.unwrap();
+    let outcome = client.send_message(&envelope(), SAMPLE).await.unwrap();
+    assert_eq!(outcome.verdict, Reply::Accept, "{spec}");
+    assert_eq!(
+        outcome.delivered.unwrap().header("X-Stamped"),
+        Some(" yes"),
+        "{spec}"
+    );
+    client.quit().await.unwrap();
+}
+
 #[async_std::test]
-async fn connects_over_tcp_and_unix_sockets() {
-    let script = || {
-        Script::continuing(Actions::EMPTY, ProtocolFlags::EMPTY, || {
-            vec![Response::Accept]
-        })
+async fn connects_by_socket_spec_over_tcp_and_unix_sockets() {
+    let (bound, stop, served) = serve_stamp("inet:0@127.0.0.1").await;
+    let async_milter::server::SocketSpec::Inet(addr) = bound else {
+        panic!("bound TCP");
     };
-    let listener = async_std::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accept = task::spawn(async move {
-        let (stream, _) = listener.accept().await.unwrap();
-        spawn_filter(stream, script()).await
-    });
-    let mut client = MilterClient::connect_tcp(addr, Profile::postfix())
-        .await
-        .unwrap();
-    full_session(&mut client).await.unwrap();
-    assert_eq!(accept.await.last().map(String::as_str), Some("Q"));
+    let port = addr.port();
+    for spec in [
+        format!("inet:{port}@127.0.0.1"),
+        format!("inet:127.0.0.1:{port}"),
+        format!("inet:{port}@localhost"),
+        format!("127.0.0.1:{port}"),
+        bound.to_string(),
+    ] {
+        stamped_session(&spec, Profile::postfix()).await;
+    }
+    stop.send(()).unwrap();
+    served.await.unwrap();
 
     let dir = std::env::temp_dir().join(format!("async-milter-kit-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("filter.sock");
-    let _ = std::fs::remove_file(&path);
-    let listener = async_std::os::unix::net::UnixListener::bind(&path)
+    let path = path.to_str().unwrap();
+    let (bound, stop, served) = serve_stamp(&format!("unix:{path}")).await;
+    assert_eq!(bound.to_string(), format!("unix:{path}"));
+    for spec in [
+        format!("unix:{path}"),
+        format!("local:{path}"),
+        path.to_owned(),
+    ] {
+        stamped_session(&spec, Profile::sendmail()).await;
+    }
+    stop.send(()).unwrap();
+    served.await.unwrap();
+
+    // Nothing listens there any more; and a spec that does not parse.
+    let error = connect(&format!("unix:{path}"), Profile::postfix())
         .await
-        .unwrap();
-    let accept = task::spawn(async move {
-        let (stream, _) = listener.accept().await.unwrap();
-        spawn_filter(stream, script()).await
-    });
-    let mut client = MilterClient::connect_unix(&path, Profile::sendmail())
+        .unwrap_err();
+    assert!(matches!(error, ClientError::Io(_)), "{error}");
+    let error = connect("inet:nonsense", Profile::postfix())
         .await
-        .unwrap();
-    full_session(&mut client).await.unwrap();
-    assert_eq!(accept.await.last().map(String::as_str), Some("Q"));
+        .unwrap_err();
+    assert!(matches!(error, ClientError::InvalidSpec(_)), "{error}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -1,7 +1,6 @@
 //! The MTA side of one milter connection: negotiation and one method per command.
 
 use std::net::Ipv6Addr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use futures::io::{AsyncRead, AsyncWrite};
@@ -67,37 +66,6 @@ pub struct MilterClient<S> {
     pub(crate) profile: Profile,
     pub(crate) negotiated: Option<Negotiated>,
     pub(crate) state: SessionState,
-}
-
-impl MilterClient<async_std::net::TcpStream> {
-    /// Connects to a filter listening on TCP (with `TCP_NODELAY` set).
-    pub async fn connect_tcp(
-        addr: impl async_std::net::ToSocketAddrs,
-        profile: Profile,
-    ) -> Result<Self, ClientError> {
-        let limit = profile.timeout;
-        let stream = async_std::future::timeout(limit, async_std::net::TcpStream::connect(addr))
-            .await
-            .map_err(|_| ClientError::ConnectTimeout(limit))??;
-        stream.set_nodelay(true)?;
-        Ok(Self::new(stream, profile))
-    }
-}
-
-impl MilterClient<async_std::os::unix::net::UnixStream> {
-    /// Connects to a filter listening on a Unix socket.
-    pub async fn connect_unix(
-        path: impl AsRef<Path>,
-        profile: Profile,
-    ) -> Result<Self, ClientError> {
-        let limit = profile.timeout;
-        let path = path.as_ref().to_owned();
-        let stream =
-            async_std::future::timeout(limit, async_std::os::unix::net::UnixStream::connect(path))
-                .await
-                .map_err(|_| ClientError::ConnectTimeout(limit))??;
-        Ok(Self::new(stream, profile))
-    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> MilterClient<S> {

@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::proto::{Actions, Byte, CommandKind, DecodeError, EncodeError, ProtocolFlags};
+use crate::server::SpecError;
 
 /// The filter answered the OPTNEG offer with something the simulated MTA refuses (§3.1).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,8 +66,10 @@ impl std::error::Error for NegotiationError {}
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ClientError {
-    /// Reading or writing the stream failed.
+    /// Connecting, reading or writing the stream failed.
     Io(std::io::Error),
+    /// The socket spec handed to [`connect`](super::connect) cannot be parsed.
+    InvalidSpec(SpecError),
     /// The filter did not answer (or did not read) within the configured time.
     Timeout {
         /// The command whose answer was awaited, or which was being written.
@@ -137,6 +140,7 @@ impl fmt::Display for ClientError {
             Self::Timeout { command, after } => {
                 write!(f, "filter did not answer {command:?} within {after:?}")
             }
+            Self::InvalidSpec(error) => write!(f, "cannot connect to the filter: {error}"),
             Self::ConnectTimeout(after) => {
                 write!(f, "could not connect to the filter within {after:?}")
             }
@@ -185,6 +189,7 @@ impl std::error::Error for ClientError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Io(error) => Some(error),
+            Self::InvalidSpec(error) => Some(error),
             Self::Decode(error) => Some(error),
             Self::Encode(error) => Some(error),
             Self::Negotiation(error) => Some(error),
@@ -196,6 +201,12 @@ impl std::error::Error for ClientError {
 impl From<std::io::Error> for ClientError {
     fn from(error: std::io::Error) -> Self {
         Self::Io(error)
+    }
+}
+
+impl From<SpecError> for ClientError {
+    fn from(error: SpecError) -> Self {
+        Self::InvalidSpec(error)
     }
 }
 

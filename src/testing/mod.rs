@@ -1,15 +1,16 @@
 //! The MTA side of the protocol, for testing filters: a client that drives any milter over a
 //! stream, behaving like Postfix or Sendmail.
 //!
-//! Use it to unit-test a filter without a mail server: connect a [`MilterClient`] to the
-//! filter (over TCP, a Unix socket, or an in-memory stream such as
-//! `async_std::os::unix::net::UnixStream::pair()`), negotiate, and either step through the
-//! commands one by one or hand [`MilterClient::send_message`] a whole message. The
+//! Use it to unit-test a filter without a mail server: get a [`MilterClient`] for the filter
+//! ([`connect`] to a socket spec such as `inet:7357@127.0.0.1` or `unix:/path`,
+//! [`in_process`] for a filter of this crate, or [`MilterClient::new`] over any stream such
+//! as `async_std::os::unix::net::UnixStream::pair()`), negotiate, and either step through
+//! the commands one by one or hand [`MilterClient::send_message`] a whole message. The
 //! [`Outcome`] holds every reply, the modifications, the verdict, and the message as the MTA
 //! would deliver it ([`Delivered`]).
 //!
 //! The client is generic over any `futures::io::{AsyncRead, AsyncWrite} + Unpin` stream;
-//! only the timeouts and the `connect_*` constructors use async-std, and those work under any
+//! only the timeouts, [`connect`] and [`in_process`] use async-std, and those work under any
 //! executor.
 //!
 //! # Example
@@ -18,10 +19,10 @@
 //!
 //! ```no_run
 //! use async_milter::proto::Family;
-//! use async_milter::testing::{Envelope, MilterClient, Profile, Reply};
+//! use async_milter::testing::{Envelope, Profile, Reply, connect};
 //!
 //! # async_std::task::block_on(async {
-//! let mut client = MilterClient::connect_tcp("127.0.0.1:7357", Profile::sendmail()).await?;
+//! let mut client = connect("inet:7357@127.0.0.1", Profile::sendmail()).await?;
 //! client.negotiate().await?;
 //! client.connect("client.example.com", Family::Inet, 50000, "192.0.2.1").await?;
 //! client.helo("client.example.com").await?;
@@ -165,6 +166,9 @@
 //! [`ClientError::Timeout`]: crate::testing::ClientError::Timeout
 //! [`ClientError`]: crate::testing::ClientError
 //! [`MilterClient`]: crate::testing::MilterClient
+//! [`MilterClient::new`]: crate::testing::MilterClient::new
+//! [`connect`]: crate::testing::connect
+//! [`in_process`]: crate::testing::in_process
 //! [`Delivered`]: crate::testing::Delivered
 //! [`Delivered::header`]: crate::testing::Delivered::header
 //! [`DeliveredHeader::value`]: crate::testing::DeliveredHeader::value
@@ -186,6 +190,7 @@ mod io;
 mod message;
 mod profile;
 mod reply;
+mod socket;
 
 pub use client::MilterClient;
 pub use delivery::{Delivered, DeliveredRecipient};
@@ -195,3 +200,4 @@ pub use in_process::{in_process, in_process_with};
 pub use message::{DeliveredHeader, Envelope};
 pub use profile::{MtaKind, Profile, QueueIdTiming};
 pub use reply::{EndOfMessage, Modification, Negotiated, Reply};
+pub use socket::{MilterStream, connect};

@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use async_milter::proto::{Family, FrameDecoder};
 use async_milter::server::{Server, ServerConfig, SocketSpec};
-use async_milter::testing::{Envelope, MilterClient, Modification, Profile, Reply};
+use async_milter::testing::{
+    self, Envelope, MilterClient, MilterStream, Modification, Profile, Reply,
+};
 use async_milter::{Error, Filter, Needs, Session, Verdict};
 use async_std::channel::{Receiver, Sender, unbounded};
 use async_std::net::TcpStream;
@@ -192,6 +194,8 @@ impl Drop for DropGuard {
 /// A server bound on `127.0.0.1:0`, served until [`Harness::shutdown`].
 pub(crate) struct Harness {
     pub(crate) addr: SocketAddr,
+    /// The bound address as a socket spec (`inet:PORT@127.0.0.1`).
+    pub(crate) spec: String,
     stop: Option<futures::channel::oneshot::Sender<()>>,
     task: Option<JoinHandle<io::Result<()>>>,
 }
@@ -201,6 +205,7 @@ pub(crate) async fn serve_with<F: Filter>(filter: F, config: ServerConfig) -> Ha
     let server = Server::bind_with("inet:0@127.0.0.1", config)
         .await
         .expect("bind loopback");
+    let spec = server.local_spec().to_string();
     let SocketSpec::Inet(addr) = server.local_spec().clone() else {
         panic!("bound a TCP socket");
     };
@@ -209,6 +214,7 @@ pub(crate) async fn serve_with<F: Filter>(filter: F, config: ServerConfig) -> Ha
     let task = task::spawn(server.serve_until(filter, stopped));
     Harness {
         addr,
+        spec,
         stop: Some(stop),
         task: Some(task),
     }
@@ -221,8 +227,8 @@ pub(crate) async fn serve<F: Filter>(filter: F) -> Harness {
 
 impl Harness {
     /// A negotiated client, nothing sent yet.
-    pub(crate) async fn negotiated(&self, profile: Profile) -> MilterClient<TcpStream> {
-        let mut client = MilterClient::connect_tcp(self.addr, profile)
+    pub(crate) async fn negotiated(&self, profile: Profile) -> MilterClient<MilterStream> {
+        let mut client = testing::connect(&self.spec, profile)
             .await
             .expect("connect to the server");
         client.negotiate().await.expect("negotiate");
@@ -230,7 +236,7 @@ impl Harness {
     }
 
     /// A client past CONNECT and HELO, both answered with continue.
-    pub(crate) async fn client(&self, profile: Profile) -> MilterClient<TcpStream> {
+    pub(crate) async fn client(&self, profile: Profile) -> MilterClient<MilterStream> {
         let mut client = self.negotiated(profile).await;
         greet(&mut client).await;
         client
