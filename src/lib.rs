@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod connection;
 #[doc(hidden)]
@@ -7,6 +8,8 @@ pub mod fuzzing;
 pub mod proto;
 pub mod server;
 pub mod session;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
 pub use bytes::Bytes;

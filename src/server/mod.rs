@@ -21,6 +21,7 @@ mod spec;
 
 pub use config::{DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_GRACE, ServerConfig};
 pub use listener::Server;
+#[cfg(feature = "testing")]
 pub(crate) use listener::async_std_sleep;
 #[cfg(feature = "signals")]
 pub use signals::termination_signal;

@@ -9,6 +9,14 @@
 //! [`Outcome`] holds every reply, the modifications, the verdict, and the message as the MTA
 //! would deliver it ([`Delivered`]).
 //!
+//! This module needs the `testing` cargo feature, off by default; a filter's own tests turn
+//! it on with a dev-dependency:
+//!
+//! ```toml
+//! [dev-dependencies]
+//! async-milter = { version = "0.1", features = ["testing"] }
+//! ```
+//!
 //! The client is generic over any `futures::io::{AsyncRead, AsyncWrite} + Unpin` stream;
 //! only the timeouts, [`connect`] and [`in_process`] use async-std, and those work under any
 //! executor.
