@@ -18,7 +18,7 @@ use crate::server::SocketSpec;
 /// `spec` takes the forms [`Server::bind`](crate::server::Server::bind) accepts (see
 /// [`SocketSpec`]): `inet:PORT@HOST`, `inet6:PORT@HOST`, `inet:HOST:PORT`, `unix:/path`,
 /// `local:/path`, a bare `/path`, and `HOST:PORT` or `[V6]:PORT`, with the host an IP address
-/// or `localhost`. TCP connections get `TCP_NODELAY`, as MTAs set it. Connecting fails with
+/// or `localhost`. TCP connections get `TCP_NODELAY`. Connecting fails with
 /// [`ClientError::InvalidSpec`], [`ClientError::ConnectTimeout`] after
 /// [`Profile::timeout`], or [`ClientError::Io`].
 ///
