@@ -33,8 +33,8 @@ use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
 use async_milter::proto::Family;
-use async_milter::testing::{Client, Modification, Profile, Reply};
-use async_std::net::TcpStream;
+use async_milter::server::SocketSpec;
+use async_milter::testing::{self, MilterClient, MilterStream, Modification, Profile, Reply};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
@@ -435,11 +435,11 @@ fn profile() -> Profile {
     Profile::postfix().with_timeout(Duration::from_secs(60))
 }
 
-type Conn = Client<TcpStream>;
+type Conn = MilterClient<MilterStream>;
 
 /// Connects and negotiates.
 async fn open(addr: SocketAddr) -> Result<Conn> {
-    let mut client = Client::connect_tcp(addr, profile()).await?;
+    let mut client = testing::connect(&SocketSpec::Inet(addr).to_string(), profile()).await?;
     client.negotiate().await?;
     Ok(client)
 }

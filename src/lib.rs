@@ -9,6 +9,8 @@ pub mod proto;
 pub mod rt;
 pub mod server;
 pub mod session;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
 // The everyday types, so a filter needs one `use` line.

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use async_milter::connection::ConnectionConfig;
 use async_milter::server::{Server, ServerConfig};
-use async_milter::testing::{Client, ClientError, Reply};
+use async_milter::testing::{self, ClientError, Reply};
 use async_milter::{Error, Verdict};
 use async_std::net::TcpStream;
 use futures::{AsyncReadExt, join};
@@ -50,7 +50,7 @@ fn closed<T: std::fmt::Debug>(result: &Result<T, ClientError>) -> bool {
 }
 
 /// Reads from a stream the server should close: `Ok(0)` or a reset, within [`support::WAIT`].
-async fn wait_for_close(mut stream: TcpStream) {
+async fn wait_for_close(mut stream: impl futures::AsyncRead + Unpin) {
     let mut buf = [0; 64];
     match within("the server to close the connection", stream.read(&mut buf)).await {
         Ok(0) | Err(_) => {}
@@ -70,7 +70,7 @@ fn connections_beyond_the_limit_are_closed_at_once() {
             let who = name(&profile);
             let mut first = harness.client(profile.clone()).await;
             // The second is accepted and closed: the kit sees the end at negotiation.
-            let mut second = Client::connect_tcp(harness.addr, profile.clone())
+            let mut second = testing::connect(&harness.spec, profile.clone())
                 .await
                 .expect("the kernel accepts the connection");
             let negotiation = second.negotiate().await;
@@ -83,7 +83,7 @@ fn connections_beyond_the_limit_are_closed_at_once() {
             // the first one on its own schedule, so try until it has (bounded).
             let mut third = within("a free connection slot", async {
                 loop {
-                    let mut client = Client::connect_tcp(harness.addr, profile.clone())
+                    let mut client = testing::connect(&harness.spec, profile.clone())
                         .await
                         .expect("connect");
                     if client.negotiate().await.is_ok() {
@@ -325,14 +325,15 @@ fn unix_sockets_stale_file_mode_and_removal() {
                 unix_mode: Some(mode),
                 ..ServerConfig::default()
             };
-            let server = Server::bind_with(&format!("unix:{}", path.display()), config)
+            let spec = format!("unix:{}", path.display());
+            let server = Server::bind_with(&spec, config)
                 .await
                 .expect("a stale socket is replaced");
             let permissions = std::fs::metadata(&path).unwrap().permissions();
             assert_eq!(permissions.mode() & 0o777, mode, "{who}");
             let (stop, stopped) = futures::channel::oneshot::channel::<()>();
             let task = async_std::task::spawn(server.serve_until(accepting(), stopped));
-            let mut client = Client::connect_unix(&path, profile.clone()).await.unwrap();
+            let mut client = testing::connect(&spec, profile.clone()).await.unwrap();
             client.negotiate().await.unwrap();
             support::greet(&mut client).await;
             let outcome = client.send_message(&envelope(), MESSAGE).await.unwrap();

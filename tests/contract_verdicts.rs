@@ -466,7 +466,11 @@ fn recipients_negotiated_as_unanswered_cannot_be_refused() {
                 outcome.rcpts.iter().all(|(_, r)| *r == Reply::NoReply),
                 "{who}"
             );
-            assert_eq!(probe.next().await, "Err(Misuse(Unanswerable(Rcpt)))", "{who}");
+            assert_eq!(
+                probe.next().await,
+                "Err(Misuse(Unanswerable(Rcpt)))",
+                "{who}"
+            );
             client.quit().await.expect("quit");
             harness.stop().await.expect("server stops");
         }

@@ -9,7 +9,7 @@ use async_milter::connection::{Builder, ConnectionConfig, ConnectionError};
 use async_milter::proto::Family;
 use async_milter::rt::{AsyncStd, ManualClock, Runtime, Sleep, StdListener, Timer};
 use async_milter::server::{Server, ServerConfig};
-use async_milter::testing::{Client, Profile, Reply};
+use async_milter::testing::{MilterClient, Profile, Reply};
 use async_milter::{Error, Session, Verdict};
 use async_std::os::unix::net::UnixStream;
 use futures::channel::oneshot;
@@ -50,7 +50,7 @@ async fn silence_beyond_the_read_timeout_closes_the_connection() {
     // The connection runs in this task, beside the script: when the script sees a reply,
     // the connection has already begun its next wait, so time moves only after it.
     let script = async {
-        let mut client = Client::new(mta, Profile::postfix());
+        let mut client = MilterClient::new(mta, Profile::postfix());
         client.negotiate().await.unwrap();
         // 59 s of silence: still open, and speaking restarts the count.
         armed(&clock, 1).await;
@@ -87,7 +87,7 @@ async fn without_a_read_timeout_silence_is_allowed() {
         .read_timeout(None)
         .serve(filter, accept);
     let server = async_std::task::spawn(connection);
-    let mut client = Client::new(mta, Profile::postfix());
+    let mut client = MilterClient::new(mta, Profile::postfix());
     client.negotiate().await.unwrap();
     clock.advance(Duration::from_secs(365 * 24 * 3600));
     assert_eq!(clock.sleepers(), 0, "no timer is armed");
@@ -114,7 +114,7 @@ fn held_at_end(release: oneshot::Receiver<()>) -> impl async_milter::Filter {
     })
 }
 
-async fn up_to_end_of_message<S>(client: &mut Client<S>)
+async fn up_to_end_of_message<S>(client: &mut MilterClient<S>)
 where
     S: futures::AsyncRead + futures::AsyncWrite + Unpin,
 {
@@ -141,7 +141,7 @@ async fn progress_is_sent_once_per_interval_while_the_filter_works() {
         .progress_interval(Some(Duration::from_secs(5)))
         .serve(filter_side, held_at_end(held));
     let script = async {
-        let mut client = Client::new(mta, Profile::postfix());
+        let mut client = MilterClient::new(mta, Profile::postfix());
         client.negotiate().await.unwrap();
         up_to_end_of_message(&mut client).await;
         let time = async {
@@ -231,7 +231,7 @@ async fn busy_server(
     let (release, held) = oneshot::channel();
     let server = async_std::task::spawn(server.serve_until(held_at_end(held), stopped.map(|_| ())));
     let stream = async_std::net::TcpStream::connect(addr).await.unwrap();
-    let mut client = Client::new(stream, Profile::postfix());
+    let mut client = MilterClient::new(stream, Profile::postfix());
     client.negotiate().await.unwrap();
     up_to_end_of_message(&mut client).await;
     let eom = async_std::task::spawn(async move {

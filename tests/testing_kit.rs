@@ -8,7 +8,8 @@ use async_milter::proto::{
     ProtocolFlags, Response, WireStr,
 };
 use async_milter::testing::{
-    Client, ClientError, Envelope, Modification, MtaKind, NegotiationError, Profile, Reply,
+    ClientError, Envelope, MilterClient, Modification, MtaKind, NegotiationError, Profile, Reply,
+    connect,
 };
 use async_std::os::unix::net::UnixStream;
 use async_std::task::{self, JoinHandle};
@@ -74,9 +75,12 @@ fn show(kind: u8, payload: &[u8]) -> String {
 }
 
 /// Starts a fake filter on one end of a socket pair; returns the client on the other end.
-fn start(profile: Profile, script: Script) -> (Client<UnixStream>, JoinHandle<Record>) {
+fn start(profile: Profile, script: Script) -> (MilterClient<UnixStream>, JoinHandle<Record>) {
     let (mta, filter) = UnixStream::pair().expect("socket pair");
-    (Client::new(mta, profile), spawn_filter(filter, script))
+    (
+        MilterClient::new(mta, profile),
+        spawn_filter(filter, script),
+    )
 }
 
 /// Runs the fake filter on `stream` until end of stream; returns what it received.
@@ -154,7 +158,7 @@ fn envelope() -> Envelope {
     }
 }
 
-async fn full_session<S>(client: &mut Client<S>) -> Result<(), ClientError>
+async fn full_session<S>(client: &mut MilterClient<S>) -> Result<(), ClientError>
 where
     S: futures::AsyncRead + futures::AsyncWrite + Unpin,
 {
@@ -595,6 +599,12 @@ async fn modifications_applied_postfix() {
             "X-Added: added",
         ]
     );
+    // Without HDR_LEADSPC the MTA puts one space after the colon of a filter's header.
+    assert_eq!(delivered.header("x-added"), Some(" added"));
+    assert_eq!(
+        delivered.headers_named("X-Tag").collect::<Vec<_>>(),
+        [" two", " changed"]
+    );
     assert_eq!(delivered.sender, "<bounce@example.com>");
     assert_eq!(delivered.sender_args, ["RET=HDRS"]);
     assert_eq!(
@@ -681,6 +691,10 @@ async fn leading_space_negotiated_stores_values_verbatim() {
         .unwrap();
     let delivered = outcome.delivered.unwrap();
     assert_eq!(delivered.to_bytes(), b"S: x\r\nX-A:\tverbatim\r\n\r\nb\r\n");
+    // The accessors give the value untrimmed, so a missing space would show.
+    assert_eq!(delivered.header("x-a"), Some("\tverbatim"));
+    assert_eq!(delivered.header("S"), Some(" x"));
+    assert_eq!(delivered.headers[1].trimmed_value(), "verbatim");
     drop(client);
     filter.await;
 }
@@ -1206,7 +1220,7 @@ async fn accept_at_rcpt_delivers_unmodified_to_all_recipients() {
         delivered.recipient_addresses(),
         ["<c@d.example>", "<e@f.example>"]
     );
-    assert_eq!(delivered.header("subject"), Some("sample"));
+    assert_eq!(delivered.header("subject"), Some(" sample"));
     assert_eq!(client.profile().kind, MtaKind::Sendmail);
     drop(client);
     filter.await;
@@ -1233,7 +1247,7 @@ async fn filter_closing_mid_message_is_an_error() {
         stream.write_all(&out).await.unwrap();
         // Then hang up.
     });
-    let mut client = Client::new(mta, Profile::postfix());
+    let mut client = MilterClient::new(mta, Profile::postfix());
     client.negotiate().await.unwrap();
     handle.await;
     let error = client.helo("h").await.unwrap_err();
@@ -1243,40 +1257,238 @@ async fn filter_closing_mid_message_is_an_error() {
     );
 }
 
-#[async_std::test]
-async fn connects_over_tcp_and_unix_sockets() {
-    let script = || {
-        Script::continuing(Actions::EMPTY, ProtocolFlags::EMPTY, || {
-            vec![Response::Accept]
-        })
-    };
-    let listener = async_std::net::TcpListener::bind("127.0.0.1:0")
+/// A filter served by this crate: stamps the message and accepts it.
+async fn stamp(
+    session: &mut async_milter::Session,
+) -> Result<async_milter::Verdict, async_milter::Error> {
+    session.end_of_message().await?;
+    session.add_header("X-Stamped", "yes")?;
+    Ok(async_milter::Verdict::Accept)
+}
+
+/// Serves [`stamp`] on `spec` until the returned sender fires (or is dropped).
+async fn serve_stamp(
+    spec: &str,
+) -> (
+    async_milter::server::SocketSpec,
+    futures::channel::oneshot::Sender<()>,
+    JoinHandle<std::io::Result<()>>,
+) {
+    let server = async_milter::server::Server::bind(spec).await.unwrap();
+    let bound = server.local_spec().clone();
+    let (stop, stopped) = futures::channel::oneshot::channel::<()>();
+    let filter = async_milter::session::FnFilter::new(stamp);
+    (
+        bound,
+        stop,
+        task::spawn(server.serve_until(filter, stopped)),
+    )
+}
+
+/// One whole session over a client from [`connect`]: the real filter's header arrives.
+async fn stamped_session(spec: &str, profile: Profile) {
+    let mut client = connect(spec, profile).await.unwrap();
+    client.negotiate().await.unwrap();
+    client
+        .connect("client.example.com", Family::Inet, 4000, "192.0.2.1")
         .await
         .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accept = task::spawn(async move {
-        let (stream, _) = listener.accept().await.unwrap();
-        spawn_filter(stream, script()).await
-    });
-    let mut client = Client::connect_tcp(addr, Profile::postfix()).await.unwrap();
-    full_session(&mut client).await.unwrap();
-    assert_eq!(accept.await.last().map(String::as_str), Some("Q"));
+    client.helo("client.example.com").await.unwrap();
+    let outcome = client.send_message(&envelope(), SAMPLE).await.unwrap();
+    assert_eq!(outcome.verdict, Reply::Accept, "{spec}");
+    assert_eq!(
+        outcome.delivered.unwrap().header("X-Stamped"),
+        Some(" yes"),
+        "{spec}"
+    );
+    client.quit().await.unwrap();
+}
+
+#[async_std::test]
+async fn connects_by_socket_spec_over_tcp_and_unix_sockets() {
+    let (bound, stop, served) = serve_stamp("inet:0@127.0.0.1").await;
+    let async_milter::server::SocketSpec::Inet(addr) = bound else {
+        panic!("bound TCP");
+    };
+    let port = addr.port();
+    for spec in [
+        format!("inet:{port}@127.0.0.1"),
+        format!("inet:127.0.0.1:{port}"),
+        format!("inet:{port}@localhost"),
+        format!("127.0.0.1:{port}"),
+        bound.to_string(),
+    ] {
+        stamped_session(&spec, Profile::postfix()).await;
+    }
+    stop.send(()).unwrap();
+    served.await.unwrap();
 
     let dir = std::env::temp_dir().join(format!("async-milter-kit-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("filter.sock");
-    let _ = std::fs::remove_file(&path);
-    let listener = async_std::os::unix::net::UnixListener::bind(&path)
+    let path = path.to_str().unwrap();
+    let (bound, stop, served) = serve_stamp(&format!("unix:{path}")).await;
+    assert_eq!(bound.to_string(), format!("unix:{path}"));
+    for spec in [
+        format!("unix:{path}"),
+        format!("local:{path}"),
+        path.to_owned(),
+    ] {
+        stamped_session(&spec, Profile::sendmail()).await;
+    }
+    stop.send(()).unwrap();
+    served.await.unwrap();
+
+    // Nothing listens there any more; and a spec that does not parse.
+    let error = connect(&format!("unix:{path}"), Profile::postfix())
         .await
-        .unwrap();
-    let accept = task::spawn(async move {
-        let (stream, _) = listener.accept().await.unwrap();
-        spawn_filter(stream, script()).await
-    });
-    let mut client = Client::connect_unix(&path, Profile::sendmail())
+        .unwrap_err();
+    assert!(matches!(error, ClientError::Io(_)), "{error}");
+    let error = connect("inet:nonsense", Profile::postfix())
         .await
-        .unwrap();
-    full_session(&mut client).await.unwrap();
-    assert_eq!(accept.await.last().map(String::as_str), Some("Q"));
+        .unwrap_err();
+    assert!(matches!(error, ClientError::InvalidSpec(_)), "{error}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// What a real filter saw in one call: client host, address, port, HELO name, `_` macro.
+type SeenClient = (String, String, u16, Option<String>, Option<String>);
+
+/// A filter served by this crate that records the SMTP client of every call and stamps the
+/// message with it.
+struct ClientRecorder {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<SeenClient>>>,
+}
+
+impl async_milter::Filter for ClientRecorder {
+    async fn filter(
+        &self,
+        session: &mut async_milter::Session,
+    ) -> Result<async_milter::Verdict, async_milter::Error> {
+        session.end_of_message().await?;
+        let client = session.client().expect("CONNECT was sent");
+        let host = client.hostname.to_string();
+        let seen = (
+            host.clone(),
+            client.address.to_string(),
+            client.port,
+            session.helo_name().map(ToString::to_string),
+            session.macro_str("_").map(str::to_owned),
+        );
+        let mut calls = self.seen.lock().unwrap();
+        calls.push(seen);
+        session.add_header("X-Client", &host)?;
+        session.add_header("X-Call", calls.len().to_string())?;
+        Ok(async_milter::Verdict::Accept)
+    }
+}
+
+#[async_std::test]
+async fn quit_new_connection_starts_a_second_session_on_the_same_stream() {
+    for profile in [Profile::postfix(), Profile::sendmail()] {
+        let kind = profile.kind;
+        let seen = std::sync::Arc::default();
+        let filter = ClientRecorder {
+            seen: std::sync::Arc::clone(&seen),
+        };
+        let mut client = async_milter::testing::in_process(filter, profile).unwrap();
+        client.negotiate().await.unwrap();
+
+        // First SMTP session: one message.
+        let reply = client
+            .connect("first.example.com", Family::Inet, 1111, "192.0.2.1")
+            .await
+            .unwrap();
+        assert_eq!(reply, Reply::Continue, "{kind:?}");
+        client.helo("helo.first.example.com").await.unwrap();
+        let outcome = client.send_message(&envelope(), SAMPLE).await.unwrap();
+        let delivered = outcome.delivered.expect("accepted");
+        assert_eq!(delivered.header("X-Client"), Some(" first.example.com"));
+        assert_eq!(delivered.header("X-Call"), Some(" 1"));
+
+        client.quit_new_connection().await.unwrap();
+        assert!(
+            !client.is_closed(),
+            "{kind:?}: the milter connection stays open"
+        );
+
+        // Second SMTP session on the same milter connection, no new OPTNEG: a message
+        // before HELO (the first session's HELO must be gone), then one after.
+        let reply = client
+            .connect("second.example.org", Family::Inet6, 2222, "2001:db8::2")
+            .await
+            .unwrap();
+        assert_eq!(reply, Reply::Continue, "{kind:?}");
+        let outcome = client.send_message(&envelope(), SAMPLE).await.unwrap();
+        let delivered = outcome.delivered.expect("accepted");
+        assert_eq!(delivered.header("X-Client"), Some(" second.example.org"));
+        assert_eq!(delivered.header("X-Call"), Some(" 2"));
+        client.helo("helo.second.example.org").await.unwrap();
+        let outcome = client.send_message(&envelope(), SAMPLE).await.unwrap();
+        assert_eq!(outcome.verdict, Reply::Accept, "{kind:?}");
+        assert_eq!(
+            outcome.delivered.expect("accepted").header("X-Call"),
+            Some(" 3")
+        );
+        client.quit().await.unwrap();
+
+        // Sendmail sends IPv6 uncompressed with its `IPv6:` prefix, which the filter strips.
+        let (address, wire) = if kind == MtaKind::Postfix {
+            ("2001:db8::2", "2001:db8::2".to_owned())
+        } else {
+            let full = "2001:db8:0:0:0:0:0:2";
+            (full, format!("IPv6:{full}"))
+        };
+        let second = |helo: Option<&str>| {
+            (
+                "second.example.org".to_owned(),
+                address.to_owned(),
+                2222,
+                helo.map(str::to_owned),
+                Some(format!("second.example.org [{wire}]")),
+            )
+        };
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                (
+                    "first.example.com".to_owned(),
+                    "192.0.2.1".to_owned(),
+                    1111,
+                    Some("helo.first.example.com".to_owned()),
+                    Some("first.example.com [192.0.2.1]".to_owned()),
+                ),
+                second(None),
+                second(Some("helo.second.example.org")),
+            ],
+            "{kind:?}"
+        );
+    }
+}
+
+#[async_std::test]
+async fn quit_new_connection_bytes() {
+    let script = Script::continuing(Actions::EMPTY, ProtocolFlags::EMPTY, || {
+        vec![Response::Continue]
+    });
+    let (mut client, filter) = start(Profile::sendmail(), script);
+    client.negotiate().await.unwrap();
+    client
+        .connect("a.example", Family::Inet, 1, "192.0.2.1")
+        .await
+        .unwrap();
+    client.mail("<a@example.com>", &[]).await.unwrap();
+    // An open transaction is aborted first; QUIT_NC gets no reply.
+    client.quit_new_connection().await.unwrap();
+    client
+        .connect("b.example", Family::Inet, 2, "192.0.2.2")
+        .await
+        .unwrap();
+    client.quit().await.unwrap();
+    let kinds: String = filter
+        .await
+        .iter()
+        .map(|f| f.chars().next().unwrap())
+        .collect();
+    assert_eq!(kinds, "ODCDMAKDCQ");
 }

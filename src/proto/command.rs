@@ -140,9 +140,9 @@ pub enum Command<'a> {
     /// `H`: the HELO or EHLO argument.
     Helo(WireStr<'a>),
     /// `M`: the envelope sender.
-    Mail(Envelope<'a>),
+    Mail(EnvelopeCommand<'a>),
     /// `R`: one envelope recipient.
-    Rcpt(Envelope<'a>),
+    Rcpt(EnvelopeCommand<'a>),
     /// `T`: the client sent DATA.
     Data,
     /// `L`: one header.
@@ -206,8 +206,8 @@ impl<'a> Command<'a> {
             CommandKind::Macro => Macros::decode(payload).map(Self::Macro),
             CommandKind::Connect => Connect::decode(payload).map(Self::Connect),
             CommandKind::Helo => decode_single(payload, "HELO", "name").map(Self::Helo),
-            CommandKind::Mail => Envelope::decode(payload, "MAIL").map(Self::Mail),
-            CommandKind::Rcpt => Envelope::decode(payload, "RCPT").map(Self::Rcpt),
+            CommandKind::Mail => EnvelopeCommand::decode(payload, "MAIL").map(Self::Mail),
+            CommandKind::Rcpt => EnvelopeCommand::decode(payload, "RCPT").map(Self::Rcpt),
             CommandKind::Data => empty(Self::Data, "DATA"),
             CommandKind::Header => Header::decode(payload).map(Self::Header),
             CommandKind::EndOfHeaders => empty(Self::EndOfHeaders, "EOH"),
@@ -490,11 +490,11 @@ fn strip_ipv6_prefix(address: WireStr<'_>) -> WireStr<'_> {
     }
 }
 
-// ===== Envelope =====
+// ===== EnvelopeCommand =====
 
 /// The payload of MAIL and RCPT: the address, then ESMTP arguments, each its own string.
 #[derive(Clone, Copy)]
-pub struct Envelope<'a> {
+pub struct EnvelopeCommand<'a> {
     /// The address as the client wrote it, normally with angle brackets (`<>` for the null
     /// sender); Postfix's non-SMTP path sends it bare.
     pub address: WireStr<'a>,
@@ -507,7 +507,7 @@ enum ArgsRepr<'a> {
     Slice(&'a [WireStr<'a>]),
 }
 
-impl<'a> Envelope<'a> {
+impl<'a> EnvelopeCommand<'a> {
     /// An envelope address with ESMTP arguments such as `SIZE=1234`.
     #[must_use]
     pub const fn new(address: WireStr<'a>, args: &'a [WireStr<'a>]) -> Self {
@@ -556,24 +556,24 @@ impl<'a> Envelope<'a> {
     }
 }
 
-impl PartialEq for Envelope<'_> {
+impl PartialEq for EnvelopeCommand<'_> {
     fn eq(&self, other: &Self) -> bool {
         self.address == other.address && self.args().eq(other.args())
     }
 }
 
-impl Eq for Envelope<'_> {}
+impl Eq for EnvelopeCommand<'_> {}
 
-impl fmt::Debug for Envelope<'_> {
+impl fmt::Debug for EnvelopeCommand<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Envelope")
+        f.debug_struct("EnvelopeCommand")
             .field("address", &self.address)
             .field("args", &self.args().collect::<Vec<_>>())
             .finish()
     }
 }
 
-/// Iterator over the ESMTP arguments of an [`Envelope`].
+/// Iterator over the ESMTP arguments of an [`EnvelopeCommand`].
 #[derive(Clone, Debug)]
 pub struct EnvelopeArgs<'a> {
     inner: ArgsIter<'a>,

@@ -58,7 +58,8 @@ mod response;
 mod wire_str;
 
 pub use command::{
-    Command, CommandKind, Connect, Envelope, EnvelopeArgs, Family, Header, MacroPairs, Macros,
+    Command, CommandKind, Connect, EnvelopeArgs, EnvelopeCommand, Family, Header, MacroPairs,
+    Macros,
 };
 pub use error::{Byte, DecodeError, EncodeError};
 pub use flags::{Actions, Events, ProtocolFlags};

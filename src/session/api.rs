@@ -243,7 +243,7 @@ impl Session {
 
     /// Waits for MAIL FROM and returns the sender.
     ///
-    /// Fails with [`Error::PhasePassed`] once headers have begun, and with [`Error::Absent`]
+    /// Fails with [`Misuse::PhasePassed`](super::Misuse::PhasePassed) once headers have begun, and with [`Unavailable::Absent`](super::Unavailable::Absent)
     /// when the MTA was asked not to send MAIL.
     pub async fn envelope_from(&mut self) -> Result<Address, Error> {
         let mut waited = false;

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::text::Text;
-use crate::proto::{Command, Connect, Envelope, Family, Frame, MacroStage};
+use crate::proto::{Command, Connect, EnvelopeCommand, Family, Frame, MacroStage};
 
 /// The SMTP client, as the MTA describes it at connect.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,7 +111,7 @@ fn client(connect: &Connect<'_>, text: impl Fn(&[u8]) -> Text) -> Client {
     }
 }
 
-fn address(envelope: &Envelope<'_>, text: impl Fn(&[u8]) -> Text) -> Address {
+fn address(envelope: &EnvelopeCommand<'_>, text: impl Fn(&[u8]) -> Text) -> Address {
     Address {
         address: text(envelope.address.as_bytes()),
         args: envelope.args().map(|arg| text(arg.as_bytes())).collect(),

@@ -18,7 +18,7 @@ use crate::proto::{CommandKind, ReplyCode};
 impl Session {
     /// The next recipient, or `None` once the MTA has moved past RCPT.
     ///
-    /// Fails with [`Error::PhasePassed`] when called after headers began. A call that was
+    /// Fails with [`Misuse::PhasePassed`](super::Misuse::PhasePassed) when called after headers began. A call that was
     /// already waiting when the MTA moved on ends with `None`, whatever came next (DATA, or
     /// a header when DATA is not sent).
     pub async fn next_recipient(&mut self) -> Result<Option<Recipient>, Error> {
@@ -44,7 +44,7 @@ impl Session {
 
     /// The next header, or `None` at end of headers.
     ///
-    /// Fails with [`Error::PhasePassed`] when called once the body has begun. A call that
+    /// Fails with [`Misuse::PhasePassed`](super::Misuse::PhasePassed) when called once the body has begun. A call that
     /// was already waiting when the headers ended returns `None`, whatever came next (end
     /// of headers, or a body chunk or end of message when those are not sent).
     pub async fn next_header(&mut self) -> Result<Option<HeaderField>, Error> {

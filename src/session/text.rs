@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 /// Bytes the MTA sent (a host name, an address, a header value), kept as bytes.
 ///
-/// The protocol names no character set; [`Text::as_str`] gives a `&str` when the bytes are
+/// The protocol names no character set; [`Text::to_str`] gives a `&str` when the bytes are
 /// UTF-8, and nothing is ever converted lossily. Cloning is cheap (a reference count).
 #[derive(Clone, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
 pub struct Text(Bytes);

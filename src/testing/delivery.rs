@@ -1,12 +1,12 @@
 //! The message as the MTA would deliver it after applying a filter's modifications.
 
-use super::message::{HeaderField, to_crlf};
+use super::message::{DeliveredHeader, to_crlf};
 use super::profile::MtaKind;
 use super::reply::Modification;
 
 /// A recipient of the delivered message.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Recipient {
+pub struct DeliveredRecipient {
     /// The address as given in RCPT or by the filter.
     pub address: String,
     /// ESMTP parameters, one per element.
@@ -21,30 +21,35 @@ pub struct Delivered {
     /// ESMTP parameters of the sender.
     pub sender_args: Vec<String>,
     /// The recipients after additions and deletions.
-    pub recipients: Vec<Recipient>,
+    pub recipients: Vec<DeliveredRecipient>,
     /// The header fields in delivery order, including the MTA's own `Received:` when the
     /// profile has one.
-    pub headers: Vec<HeaderField>,
+    pub headers: Vec<DeliveredHeader>,
     /// The body with CRLF line ends.
     pub body: Vec<u8>,
 }
 
 impl Delivered {
-    /// The first value of the header `name` (case-insensitive), without leading whitespace.
+    /// The first value of the header `name` (case-insensitive), exactly as delivered after
+    /// the colon: the leading space the MTA adds (or the whitespace the filter sent with
+    /// `HDR_LEADSPC`) is kept, so a test can check it. Folded lines are joined with a bare LF
+    /// ([`to_bytes`](Self::to_bytes) renders CRLF). For the value without leading whitespace
+    /// use [`DeliveredHeader::trimmed_value`] on [`headers`](Self::headers).
     #[must_use]
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(HeaderField::trimmed_value)
+            .map(|h| h.value.as_str())
     }
 
-    /// Every value of the header `name` (case-insensitive), without leading whitespace.
+    /// Every value of the header `name` (case-insensitive), in delivery order, each exactly
+    /// as delivered after the colon (see [`header`](Self::header)).
     pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.headers
             .iter()
             .filter(move |h| h.name.eq_ignore_ascii_case(name))
-            .map(HeaderField::trimmed_value)
+            .map(|h| h.value.as_str())
     }
 
     /// The recipient addresses.
@@ -72,7 +77,7 @@ impl Delivered {
 /// One header in the MTA's working list.
 #[derive(Clone, Debug)]
 struct Slot {
-    field: HeaderField,
+    field: DeliveredHeader,
     /// The MTA's own header, never shown to the filter and not counted by CHGHEADER.
     hidden: bool,
     /// Sendmail marks deleted headers instead of removing them, so indexes stay put.
@@ -91,7 +96,7 @@ impl Editor {
     pub(crate) fn new(
         kind: MtaKind,
         leading_space: bool,
-        hidden: Option<HeaderField>,
+        hidden: Option<DeliveredHeader>,
         delivered: Delivered,
     ) -> Self {
         let mut slots: Vec<Slot> = hidden
@@ -125,7 +130,7 @@ impl Editor {
 
     fn new_slot(&self, name: &str, value: &str) -> Slot {
         Slot {
-            field: HeaderField {
+            field: DeliveredHeader {
                 name: name.to_owned(),
                 value: self.stored_value(value),
             },
@@ -148,12 +153,12 @@ impl Editor {
             Modification::ChangeHeader { index, name, value } => {
                 self.change_header(*index, name, value);
             }
-            Modification::AddRcpt(rcpt) => self.delivered.recipients.push(Recipient {
+            Modification::AddRcpt(rcpt) => self.delivered.recipients.push(DeliveredRecipient {
                 address: rcpt.clone(),
                 args: Vec::new(),
             }),
             Modification::AddRcptWithArgs { rcpt, args } => {
-                self.delivered.recipients.push(Recipient {
+                self.delivered.recipients.push(DeliveredRecipient {
                     address: rcpt.clone(),
                     args: split_args(args.as_deref()),
                 });
@@ -242,8 +247,8 @@ pub(crate) fn normalize_address(address: &str) -> String {
 mod tests {
     use super::*;
 
-    fn field(name: &str, value: &str) -> HeaderField {
-        HeaderField {
+    fn field(name: &str, value: &str) -> DeliveredHeader {
+        DeliveredHeader {
             name: name.into(),
             value: value.into(),
         }
@@ -253,7 +258,7 @@ mod tests {
         let delivered = Delivered {
             sender: "<a@example.com>".into(),
             sender_args: Vec::new(),
-            recipients: vec![Recipient {
+            recipients: vec![DeliveredRecipient {
                 address: "<b@Example.NET>".into(),
                 args: Vec::new(),
             }],

@@ -2,14 +2,14 @@
 
 use futures::io::{AsyncRead, AsyncWrite};
 
-use super::client::Client;
-use super::delivery::{Delivered, Editor, Recipient};
+use super::client::MilterClient;
+use super::delivery::{Delivered, DeliveredRecipient, Editor};
 use super::error::ClientError;
-use super::message::{Envelope, HeaderField, parse_message};
+use super::message::{DeliveredHeader, Envelope, parse_message};
 use super::reply::{EndOfMessage, Modification, Negotiated, Reply};
 use crate::proto::MAX_BODY_CHUNK;
 
-/// Everything that happened in one [`Client::send_message`] transaction.
+/// Everything that happened in one [`MilterClient::send_message`] transaction.
 ///
 /// Stages the transaction never reached hold `None` or an empty list.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,13 +65,13 @@ fn ends_message(reply: &Reply) -> bool {
     !reply.is_continue() && *reply != Reply::Skip
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> MilterClient<S> {
     /// Runs one transaction the way the profile's MTA would: MAIL, each RCPT, DATA, the
     /// headers of `message`, end of headers, the body in chunks, end of message, and the
     /// profile's trailing ABORT.
     ///
     /// `message` is RFC 5322 text with CRLF or LF line ends. Header values are sent as
-    /// [`Client::header`] describes; folded lines are joined with a bare LF plus their own
+    /// [`MilterClient::header`] describes; folded lines are joined with a bare LF plus their own
     /// leading whitespace. The body is sent with CRLF line ends in chunks of
     /// [`Profile::body_chunk_size`](super::Profile::body_chunk_size) bytes (at most 65535),
     /// and not at all if it is empty; after SKIP no more chunks are sent.
@@ -102,7 +102,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             envelope
                 .rcpts
                 .iter()
-                .map(|(address, args)| Recipient {
+                .map(|(address, args)| DeliveredRecipient {
                     address: address.clone(),
                     args: args.clone(),
                 })
@@ -189,7 +189,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         for (address, args) in &envelope.rcpts {
             if filter_done {
                 outcome.rcpts.push((address.clone(), Reply::NotSent));
-                delivered.recipients.push(Recipient {
+                delivered.recipients.push(DeliveredRecipient {
                     address: address.clone(),
                     args: args.clone(),
                 });
@@ -204,7 +204,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 ref refused if refused.is_refusal() => continue,
                 _ => {}
             }
-            delivered.recipients.push(Recipient {
+            delivered.recipients.push(DeliveredRecipient {
                 address: address.clone(),
                 args: args.clone(),
             });
@@ -247,7 +247,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     }
 
     /// The MTA's own `Received:` header, which the filter never sees.
-    fn received_header(&self) -> HeaderField {
+    fn received_header(&self) -> DeliveredHeader {
         let helo = self.state.helo.as_deref().unwrap_or("localhost");
         let (host, addr) = self
             .state
@@ -256,7 +256,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             .map_or(("localhost", "127.0.0.1"), |(h, a, _)| {
                 (h.as_str(), a.as_str())
             });
-        HeaderField {
+        DeliveredHeader {
             name: "Received".to_owned(),
             value: format!(
                 " from {helo} ({host} [{addr}])\n\tby {} (Postfix) with ESMTP id {}",

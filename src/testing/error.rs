@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::proto::{Actions, Byte, CommandKind, DecodeError, EncodeError, ProtocolFlags};
+use crate::server::SpecError;
 
 /// The filter answered the OPTNEG offer with something the simulated MTA refuses (§3.1).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,8 +66,10 @@ impl std::error::Error for NegotiationError {}
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ClientError {
-    /// Reading or writing the stream failed.
+    /// Connecting, reading or writing the stream failed.
     Io(std::io::Error),
+    /// The socket spec handed to [`connect`](super::connect) cannot be parsed.
+    InvalidSpec(SpecError),
     /// The filter did not answer (or did not read) within the configured time.
     Timeout {
         /// The command whose answer was awaited, or which was being written.
@@ -87,7 +90,8 @@ pub enum ClientError {
     Encode(EncodeError),
     /// The OPTNEG reply was refused.
     Negotiation(NegotiationError),
-    /// A command was sent before [`Client::negotiate`](super::Client::negotiate) succeeded.
+    /// A command was sent before [`MilterClient::negotiate`](super::MilterClient::negotiate)
+    /// succeeded.
     NotNegotiated,
     /// The session is over: the client quit, or a connection-level verdict or SHUTDOWN ended
     /// it. Real MTAs send nothing more on such a socket.
@@ -124,7 +128,8 @@ pub enum ClientError {
         /// The field.
         field: &'static str,
     },
-    /// A body chunk handed to [`Client::body`](super::Client::body) is larger than 65535 bytes.
+    /// A body chunk handed to [`MilterClient::body`](super::MilterClient::body) is larger than
+    /// 65535 bytes.
     ChunkTooLarge(usize),
 }
 
@@ -135,6 +140,7 @@ impl fmt::Display for ClientError {
             Self::Timeout { command, after } => {
                 write!(f, "filter did not answer {command:?} within {after:?}")
             }
+            Self::InvalidSpec(error) => write!(f, "cannot connect to the filter: {error}"),
             Self::ConnectTimeout(after) => {
                 write!(f, "could not connect to the filter within {after:?}")
             }
@@ -183,6 +189,7 @@ impl std::error::Error for ClientError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Io(error) => Some(error),
+            Self::InvalidSpec(error) => Some(error),
             Self::Decode(error) => Some(error),
             Self::Encode(error) => Some(error),
             Self::Negotiation(error) => Some(error),
@@ -194,6 +201,12 @@ impl std::error::Error for ClientError {
 impl From<std::io::Error> for ClientError {
     fn from(error: std::io::Error) -> Self {
         Self::Io(error)
+    }
+}
+
+impl From<SpecError> for ClientError {
+    fn from(error: SpecError) -> Self {
+        Self::InvalidSpec(error)
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_std::os::unix::net::UnixStream;
 
-use super::client::Client;
+use super::client::MilterClient;
 use super::profile::Profile;
 use crate::connection::Builder;
 use crate::rt::AsyncStd;
@@ -36,12 +36,12 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// let envelope = Envelope::new("<alice@example.com>", &["<bob@example.net>"]);
 /// let outcome = client.send_message(&envelope, b"Subject: hi\r\n\r\nHello\r\n").await?;
 /// assert_eq!(outcome.verdict, Reply::Accept);
-/// assert_eq!(outcome.delivered.unwrap().header("X-Scanned"), Some("clean"));
+/// assert_eq!(outcome.delivered.unwrap().header("X-Scanned"), Some(" clean"));
 /// client.quit().await?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// # });
 /// ```
-pub fn in_process<F: Filter>(filter: F, profile: Profile) -> io::Result<Client<UnixStream>> {
+pub fn in_process<F: Filter>(filter: F, profile: Profile) -> io::Result<MilterClient<UnixStream>> {
     in_process_with(&Builder::new(AsyncStd), filter, profile)
 }
 
@@ -52,12 +52,12 @@ pub fn in_process_with<F: Filter>(
     builder: &Builder,
     filter: F,
     profile: Profile,
-) -> io::Result<Client<UnixStream>> {
+) -> io::Result<MilterClient<UnixStream>> {
     let (mta_side, filter_side) = UnixStream::pair()?;
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let connection = builder.clone().id(id).serve(filter_side, filter);
     async_std::task::spawn(async move {
         let _ = connection.await;
     });
-    Ok(Client::new(mta_side, profile))
+    Ok(MilterClient::new(mta_side, profile))
 }

@@ -26,19 +26,21 @@ impl Envelope {
     }
 }
 
-/// One header field as it appears in a message.
+/// One header field as the MTA holds and delivers it (`name:value`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HeaderField {
+pub struct DeliveredHeader {
     /// The name, case preserved, without the colon.
     pub name: String,
-    /// Everything after the colon, leading whitespace included. Folded lines are joined
-    /// with a bare LF followed by the continuation line's own leading whitespace, as on the
-    /// wire.
+    /// Exactly what follows the colon, untrimmed: the leading space the MTA adds to a
+    /// filter's header (or whatever whitespace the filter sent under `HDR_LEADSPC`) is part
+    /// of it. Folded lines are joined with a bare LF followed by the continuation line's own
+    /// leading whitespace, as on the wire.
     pub value: String,
 }
 
-impl HeaderField {
-    /// The value without its leading whitespace.
+impl DeliveredHeader {
+    /// The value without its leading spaces and tabs, for comparisons that do not care
+    /// about them; [`value`](Self::value) is what is delivered.
     #[must_use]
     pub fn trimmed_value(&self) -> &str {
         self.value.trim_start_matches([' ', '\t'])
@@ -59,7 +61,7 @@ impl HeaderField {
 /// A message split into header fields and a CRLF body.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct ParsedMessage {
-    pub(crate) headers: Vec<HeaderField>,
+    pub(crate) headers: Vec<DeliveredHeader>,
     pub(crate) body: Vec<u8>,
 }
 
@@ -71,7 +73,7 @@ pub(crate) struct ParsedMessage {
 /// CRLF afterwards, including a last line that had no line end. Header bytes that are not
 /// UTF-8 are replaced (the test client works with `String` header values).
 pub(crate) fn parse_message(message: &[u8]) -> ParsedMessage {
-    let mut headers: Vec<HeaderField> = Vec::new();
+    let mut headers: Vec<DeliveredHeader> = Vec::new();
     let mut rest = message;
     loop {
         if rest.is_empty() {
@@ -96,7 +98,7 @@ pub(crate) fn parse_message(message: &[u8]) -> ParsedMessage {
         }
         match header_name(line) {
             Some((name, value)) => {
-                headers.push(HeaderField {
+                headers.push(DeliveredHeader {
                     name: String::from_utf8_lossy(name).into_owned(),
                     value: String::from_utf8_lossy(value).into_owned(),
                 });
@@ -158,11 +160,11 @@ mod tests {
         assert_eq!(
             parsed.headers,
             vec![
-                HeaderField {
+                DeliveredHeader {
                     name: "Subject".into(),
                     value: " Hi".into()
                 },
-                HeaderField {
+                DeliveredHeader {
                     name: "X-A".into(),
                     value: "\tx\n  y".into()
                 },
@@ -194,13 +196,13 @@ mod tests {
 
     #[test]
     fn wire_value_strips_one_space_only() {
-        let field = HeaderField {
+        let field = DeliveredHeader {
             name: "S".into(),
             value: "  two".into(),
         };
         assert_eq!(field.wire_value(false), " two");
         assert_eq!(field.wire_value(true), "  two");
-        let tab = HeaderField {
+        let tab = DeliveredHeader {
             name: "S".into(),
             value: "\tx".into(),
         };

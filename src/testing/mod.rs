@@ -1,15 +1,24 @@
 //! The MTA side of the protocol, for testing filters: a client that drives any milter over a
 //! stream, behaving like Postfix or Sendmail.
 //!
-//! Use it to unit-test a filter without a mail server: connect a [`Client`] to the filter
-//! (over TCP, a Unix socket, or an in-memory stream such as
-//! `async_std::os::unix::net::UnixStream::pair()`), negotiate, and either step through the
-//! commands one by one or hand [`Client::send_message`] a whole message. The [`Outcome`] holds
-//! every reply, the modifications, the verdict, and the message as the MTA would deliver it
-//! ([`Delivered`]).
+//! Use it to unit-test a filter without a mail server: get a [`MilterClient`] for the filter
+//! ([`connect`] to a socket spec such as `inet:7357@127.0.0.1` or `unix:/path`,
+//! [`in_process`] for a filter of this crate, or [`MilterClient::new`] over any stream such
+//! as `async_std::os::unix::net::UnixStream::pair()`), negotiate, and either step through
+//! the commands one by one or hand [`MilterClient::send_message`] a whole message. The
+//! [`Outcome`] holds every reply, the modifications, the verdict, and the message as the MTA
+//! would deliver it ([`Delivered`]).
+//!
+//! This module needs the `testing` cargo feature, off by default; a filter's own tests turn
+//! it on with a dev-dependency:
+//!
+//! ```toml
+//! [dev-dependencies]
+//! async-milter = { version = "0.1", features = ["testing"] }
+//! ```
 //!
 //! The client is generic over any `futures::io::{AsyncRead, AsyncWrite} + Unpin` stream;
-//! only the timeouts and the `connect_*` constructors use async-std, and those work under any
+//! only the timeouts, [`connect`] and [`in_process`] use async-std, and those work under any
 //! executor.
 //!
 //! # Example
@@ -18,17 +27,17 @@
 //!
 //! ```no_run
 //! use async_milter::proto::Family;
-//! use async_milter::testing::{Client, Envelope, Profile, Reply};
+//! use async_milter::testing::{Envelope, Profile, Reply, connect};
 //!
 //! # async_std::task::block_on(async {
-//! let mut client = Client::connect_tcp("127.0.0.1:7357", Profile::sendmail()).await?;
+//! let mut client = connect("inet:7357@127.0.0.1", Profile::sendmail()).await?;
 //! client.negotiate().await?;
 //! client.connect("client.example.com", Family::Inet, 50000, "192.0.2.1").await?;
 //! client.helo("client.example.com").await?;
 //! let envelope = Envelope::new("<alice@example.com>", &["<bob@example.net>"]);
 //! let outcome = client.send_message(&envelope, b"Subject: hi\r\n\r\nHello\r\n").await?;
 //! assert_eq!(outcome.verdict, Reply::Accept);
-//! assert_eq!(outcome.delivered.unwrap().header("X-Scanned"), Some("clean"));
+//! assert_eq!(outcome.delivered.unwrap().header("X-Scanned"), Some(" clean"));
 //! client.quit().await?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # });
@@ -39,7 +48,7 @@
 //!
 //! ```
 //! use async_milter::proto::Family;
-//! use async_milter::testing::{Client, Envelope, Modification, Profile, Reply};
+//! use async_milter::testing::{Envelope, MilterClient, Modification, Profile, Reply};
 //! use async_std::os::unix::net::UnixStream;
 //! # use async_milter::proto::{Actions, Command, FrameDecoder, OptNeg, OptNegReply, ProtocolFlags, Response};
 //! # use futures::{AsyncReadExt, AsyncWriteExt};
@@ -75,7 +84,7 @@
 //! let (mta_side, filter_side) = UnixStream::pair()?;
 //! let filter = async_std::task::spawn(filter(filter_side));
 //!
-//! let mut client = Client::new(mta_side, Profile::postfix());
+//! let mut client = MilterClient::new(mta_side, Profile::postfix());
 //! client.negotiate().await?;
 //! assert_eq!(
 //!     client.connect("client.example.com", Family::Inet, 50000, "192.0.2.1").await?,
@@ -90,7 +99,8 @@
 //!     [Modification::AddHeader { name: "X-Scanned".into(), value: "clean".into() }]
 //! );
 //! let delivered = outcome.delivered.expect("accepted");
-//! assert_eq!(delivered.header("X-Scanned"), Some("clean"));
+//! // The MTA puts a space after the colon (no HDR_LEADSPC was negotiated).
+//! assert_eq!(delivered.header("X-Scanned"), Some(" clean"));
 //! // Postfix puts its own Received: header on top; the filter never saw it.
 //! assert_eq!(delivered.headers[0].name, "Received");
 //! assert_eq!(delivered.body, b"Hello\r\n");
@@ -131,7 +141,8 @@
 //!
 //! * **Leading space.** Unless `HDR_LEADSPC` was negotiated the MTA puts one space after the
 //!   colon of every added, inserted or changed header; with it, the value is stored as sent.
-//!   [`HeaderField::value`] holds everything after the colon.
+//!   [`DeliveredHeader::value`] and [`Delivered::header`] give everything after the colon,
+//!   untrimmed, so a test sees whether the space is there.
 //! * **ADDHEADER** appends after the last header.
 //! * **CHGHEADER** addresses the *n*-th header of that name (1-based, case-insensitive;
 //!   index 0 counts as 1) among the headers the filter could see: the message's headers and
@@ -159,12 +170,16 @@
 //!
 //! Modifications are applied only when the end-of-message verdict is CONTINUE or ACCEPT.
 //!
-//! [`Client::send_message`]: crate::testing::Client::send_message
+//! [`MilterClient::send_message`]: crate::testing::MilterClient::send_message
 //! [`ClientError::Timeout`]: crate::testing::ClientError::Timeout
 //! [`ClientError`]: crate::testing::ClientError
-//! [`Client`]: crate::testing::Client
+//! [`MilterClient`]: crate::testing::MilterClient
+//! [`MilterClient::new`]: crate::testing::MilterClient::new
+//! [`connect`]: crate::testing::connect
+//! [`in_process`]: crate::testing::in_process
 //! [`Delivered`]: crate::testing::Delivered
-//! [`HeaderField::value`]: crate::testing::HeaderField::value
+//! [`Delivered::header`]: crate::testing::Delivered::header
+//! [`DeliveredHeader::value`]: crate::testing::DeliveredHeader::value
 //! [`Outcome::delivered`]: crate::testing::Outcome::delivered
 //! [`Outcome::quarantined`]: crate::testing::Outcome::quarantined
 //! [`Outcome`]: crate::testing::Outcome
@@ -183,12 +198,14 @@ mod io;
 mod message;
 mod profile;
 mod reply;
+mod socket;
 
-pub use client::Client;
-pub use delivery::{Delivered, Recipient};
+pub use client::MilterClient;
+pub use delivery::{Delivered, DeliveredRecipient};
 pub use driver::Outcome;
 pub use error::{ClientError, NegotiationError};
 pub use in_process::{in_process, in_process_with};
-pub use message::{Envelope, HeaderField};
+pub use message::{DeliveredHeader, Envelope};
 pub use profile::{MtaKind, Profile, QueueIdTiming};
 pub use reply::{EndOfMessage, Modification, Negotiated, Reply};
+pub use socket::{MilterStream, connect};

@@ -48,7 +48,7 @@ pub struct Profile {
     /// list gives an empty MACRO packet with Postfix and no packet with Sendmail.
     pub macro_lists: Vec<(CommandKind, Vec<String>)>,
     /// Fixed macro values. An entry here overrides the value the client computes itself
-    /// (see [`Client`](super::Client) for the computed ones).
+    /// (see [`MilterClient`](super::MilterClient) for the computed ones).
     pub macro_values: BTreeMap<String, String>,
     /// The queue ID, sent as macro `i` and used in the simulated `Received:` header.
     pub queue_id: String,
@@ -62,7 +62,7 @@ pub struct Profile {
     /// Whether the delivered message starts with a `Received:` header the filter never sees
     /// and that INSHEADER indexes count (Postfix).
     pub hidden_received: bool,
-    /// Body chunk size used by [`Client::send_message`](super::Client::send_message),
+    /// Body chunk size used by [`MilterClient::send_message`](super::MilterClient::send_message),
     /// clamped to 1..=65535.
     pub body_chunk_size: usize,
     /// How long to wait for each answer (and for each write to complete). PROGRESS restarts

@@ -5,8 +5,8 @@
 #![allow(dead_code)]
 
 use async_milter::proto::{
-    Actions, Command, Connect, Envelope, Family, Header, MacroStage, Macros, OptNeg, OptNegReply,
-    ProtocolFlags, Response, WireStr,
+    Actions, Command, Connect, EnvelopeCommand, Family, Header, MacroStage, Macros, OptNeg,
+    OptNegReply, ProtocolFlags, Response, WireStr,
 };
 
 const fn s(bytes: &'static [u8]) -> WireStr<'static> {
@@ -72,11 +72,11 @@ pub(crate) fn commands() -> Vec<Command<'static>> {
             address: s(b"2001:db8::1"),
         }),
         Command::Helo(s(b"client.example.com")),
-        Command::Mail(Envelope::new(s(b"<alice@example.com>"), &MAIL_ARGS)),
-        Command::Mail(Envelope::new(s(b"<>"), &NO_ARGS)),
-        Command::Rcpt(Envelope::new(s(b"<bob@example.net>"), &RCPT_ARGS)),
+        Command::Mail(EnvelopeCommand::new(s(b"<alice@example.com>"), &MAIL_ARGS)),
+        Command::Mail(EnvelopeCommand::new(s(b"<>"), &NO_ARGS)),
+        Command::Rcpt(EnvelopeCommand::new(s(b"<bob@example.net>"), &RCPT_ARGS)),
         // Postfix's non-SMTP path sends the address without brackets.
-        Command::Rcpt(Envelope::new(s(b"bob@example.net"), &NO_ARGS)),
+        Command::Rcpt(EnvelopeCommand::new(s(b"bob@example.net"), &NO_ARGS)),
         Command::Data,
         Command::Header(Header {
             name: s(b"Subject"),

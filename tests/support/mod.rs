@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use async_milter::proto::{Family, FrameDecoder};
 use async_milter::server::{Server, ServerConfig, SocketSpec};
-use async_milter::testing::{Client, Envelope, Modification, Profile, Reply};
+use async_milter::testing::{
+    self, Envelope, MilterClient, MilterStream, Modification, Profile, Reply,
+};
 use async_milter::{Error, Filter, Needs, Session, Verdict};
 use async_std::channel::{Receiver, Sender, unbounded};
 use async_std::net::TcpStream;
@@ -191,6 +193,8 @@ impl Drop for DropGuard {
 /// A server bound on `127.0.0.1:0`, served until [`Harness::shutdown`].
 pub(crate) struct Harness {
     pub(crate) addr: SocketAddr,
+    /// The bound address as a socket spec (`inet:PORT@127.0.0.1`).
+    pub(crate) spec: String,
     stop: Option<futures::channel::oneshot::Sender<()>>,
     task: Option<JoinHandle<io::Result<()>>>,
 }
@@ -200,6 +204,7 @@ pub(crate) async fn serve_with<F: Filter>(filter: F, config: ServerConfig) -> Ha
     let server = Server::bind_with("inet:0@127.0.0.1", config)
         .await
         .expect("bind loopback");
+    let spec = server.local_spec().to_string();
     let SocketSpec::Inet(addr) = server.local_spec().clone() else {
         panic!("bound a TCP socket");
     };
@@ -208,6 +213,7 @@ pub(crate) async fn serve_with<F: Filter>(filter: F, config: ServerConfig) -> Ha
     let task = task::spawn(server.serve_until(filter, stopped));
     Harness {
         addr,
+        spec,
         stop: Some(stop),
         task: Some(task),
     }
@@ -220,8 +226,8 @@ pub(crate) async fn serve<F: Filter>(filter: F) -> Harness {
 
 impl Harness {
     /// A negotiated client, nothing sent yet.
-    pub(crate) async fn negotiated(&self, profile: Profile) -> Client<TcpStream> {
-        let mut client = Client::connect_tcp(self.addr, profile)
+    pub(crate) async fn negotiated(&self, profile: Profile) -> MilterClient<MilterStream> {
+        let mut client = testing::connect(&self.spec, profile)
             .await
             .expect("connect to the server");
         client.negotiate().await.expect("negotiate");
@@ -229,20 +235,20 @@ impl Harness {
     }
 
     /// A client past CONNECT and HELO, both answered with continue.
-    pub(crate) async fn client(&self, profile: Profile) -> Client<TcpStream> {
+    pub(crate) async fn client(&self, profile: Profile) -> MilterClient<MilterStream> {
         let mut client = self.negotiated(profile).await;
         greet(&mut client).await;
         client
     }
 
     /// A tapped client (every packet from the filter recorded), negotiated only.
-    pub(crate) async fn tapped(&self, profile: Profile) -> (Client<Tap<TcpStream>>, TapLog) {
+    pub(crate) async fn tapped(&self, profile: Profile) -> (MilterClient<Tap<TcpStream>>, TapLog) {
         let stream = within("connect", TcpStream::connect(self.addr))
             .await
             .expect("connect to the server");
         stream.set_nodelay(true).expect("nodelay");
         let (tap, log) = Tap::new(stream);
-        let mut client = Client::new(tap, profile);
+        let mut client = MilterClient::new(tap, profile);
         client.negotiate().await.expect("negotiate");
         (client, log)
     }
@@ -268,7 +274,7 @@ impl Harness {
 }
 
 /// CONNECT and HELO as the SMTP client `client.example.com [192.0.2.1]:50000`.
-pub(crate) async fn greet<S>(client: &mut Client<S>)
+pub(crate) async fn greet<S>(client: &mut MilterClient<S>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
