@@ -969,3 +969,57 @@ fn bench_floor_accepts_with_its_header() {
         bench_smoke(&async_std, false).await;
     });
 }
+
+// ===== connection_state =====
+
+#[test]
+fn connection_state_tempfails_from_the_fourth_message_of_a_connection() {
+    let mut example = Example::start("connection_state", &[ANY_PORT]);
+    run(async {
+        for profile in [Profile::postfix(), Profile::sendmail()] {
+            let negotiated_events = {
+                let mut client = example.client(profile.clone()).await;
+                let negotiated = client.negotiate().await.expect("negotiation");
+                client.quit().await.expect("QUIT");
+                negotiated
+            };
+            assert!(negotiated_events.actions.is_empty());
+            assert!(negotiated_events.sends(CommandKind::Mail));
+            assert!(negotiated_events.expects_reply(CommandKind::Mail));
+            for command in [CommandKind::Rcpt, CommandKind::Header, CommandKind::Body] {
+                assert!(!negotiated_events.sends(command), "{command:?} negotiated");
+            }
+
+            // Twice: the count starts again on a new connection.
+            for connection in 1..=2 {
+                let mut client = example
+                    .session(profile.clone(), Family::Inet, "192.0.2.1")
+                    .await;
+                for message in 1..=3 {
+                    let outcome = client.send_message(&envelope(), PLAIN).await.unwrap();
+                    assert!(
+                        outcome.verdict.is_continue() && outcome.delivered.is_some(),
+                        "connection {connection}, message {message}: {outcome:?}"
+                    );
+                }
+                for message in 4..=5 {
+                    let outcome = client.send_message(&envelope(), PLAIN).await.unwrap();
+                    let refusal = "451 4.7.1 too many messages in one connection";
+                    assert_eq!(outcome.mail, Reply::ReplyCode(refusal.into()));
+                    assert_eq!(
+                        outcome.verdict,
+                        Reply::ReplyCode(refusal.into()),
+                        "connection {connection}, message {message}"
+                    );
+                    assert!(outcome.delivered.is_none());
+                }
+                client.quit().await.expect("QUIT");
+            }
+        }
+    });
+    // The state is dropped when its connection closes.
+    example.wait_for_line("the tally of a closed connection", |line| {
+        line.contains("closed: 3 messages passed, 2 refused")
+    });
+    assert!(example.terminate().success());
+}
