@@ -35,6 +35,7 @@ impl Runtime for Smol {
     type Stream = Either<Async<TcpStream>, Async<UnixStream>>;
 
     fn listen(&self, listener: StdListener) -> io::Result<Self::Listener> {
+        listener.set_nonblocking()?;
         Ok(match listener {
             StdListener::Tcp(listener) => Either::Left(Async::new(listener)?),
             StdListener::Unix(listener) => Either::Right(Async::new(listener)?),
