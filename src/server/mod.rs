@@ -13,6 +13,9 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+#[cfg(feature = "systemd")]
+#[cfg_attr(docsrs, doc(cfg(feature = "systemd")))]
+pub mod activation;
 mod config;
 mod listener;
 #[cfg(feature = "signals")]
