@@ -163,6 +163,37 @@ pub fn named_listeners() -> Result<Vec<(String, StdListener)>, ActivationError> 
     })
 }
 
+/// Takes the one passed socket named `name`, or the only one passed when `name` is `None`:
+/// the socket specs `systemd:NAME` and `systemd`.
+pub(crate) fn take(name: Option<&str>) -> Result<StdListener, ActivationError> {
+    with_passed(|passed| {
+        let matches: Vec<usize> = (0..passed.len())
+            .filter(|&i| name.is_none_or(|name| passed[i].name == name))
+            .collect();
+        let index = match matches[..] {
+            [index] => index,
+            [] => {
+                return Err(ActivationError::NoSocket {
+                    name: name.map(str::to_owned),
+                });
+            }
+            _ => {
+                return Err(ActivationError::Ambiguous {
+                    name: name.map(str::to_owned),
+                    count: matches.len(),
+                });
+            }
+        };
+        match passed[index].listener.take() {
+            Some(listener) => {
+                passed.remove(index);
+                Ok(listener)
+            }
+            None => Err(passed[index].unusable()),
+        }
+    })
+}
+
 /// One passed descriptor not handed out yet.
 #[derive(Debug)]
 struct Slot {
