@@ -1,6 +1,7 @@
 //! The smallest milter: accepts every message.
 //!
-//! Run: `cargo run --example accept_all [SOCKET]` (default `inet:7357@127.0.0.1`).
+//! Run: `cargo run --example accept_all [SOCKET]` (default `inet:7357@127.0.0.1`; `systemd`
+//! when started by socket activation).
 
 use async_milter::server::{Server, ServerConfig, termination_signal};
 use async_milter::session::FnFilter;

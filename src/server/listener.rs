@@ -49,8 +49,8 @@ fn invalid_spec(error: SpecError) -> io::Error {
 
 #[cfg(any(feature = "async-std", feature = "tokio", feature = "smol"))]
 impl Server<crate::rt::DefaultRuntime> {
-    /// Binds `spec` (`inet:7357@127.0.0.1`, `unix:/run/milter.sock`, …) with default
-    /// settings, on the [default runtime](crate::rt::DefaultRuntime).
+    /// Binds `spec` (`inet:7357@127.0.0.1`, `unix:/run/milter.sock`, `systemd`, …; see
+    /// [`SocketSpec`]) with default settings, on the [default runtime](crate::rt::DefaultRuntime).
     pub async fn bind(spec: &str) -> io::Result<Self> {
         Self::bind_with(spec, ServerConfig::default()).await
     }
@@ -66,6 +66,12 @@ impl<R: Runtime> Server<R> {
     ///
     /// A unix socket file left over from an earlier run is removed first (only if it is a
     /// socket); the new one gets `config.unix_mode` and is removed again at shutdown.
+    ///
+    /// `systemd` and `systemd:NAME` bind nothing: they take a socket systemd passed (see
+    /// [socket activation](super#socket-activation)). When there is none to take, the error
+    /// wraps an [`ActivationError`](super::activation::ActivationError) (kind `NotFound`
+    /// when the process was not socket-activated at all); without the `systemd` feature it
+    /// is of kind `Unsupported`.
     // Async although nothing here waits: tokio registers a listener only from inside its
     // runtime, which awaiting this guarantees.
     #[allow(clippy::unused_async)]
@@ -73,6 +79,8 @@ impl<R: Runtime> Server<R> {
         let spec: SocketSpec = spec.parse().map_err(invalid_spec)?;
         let (listener, owned_path) = match &spec {
             SocketSpec::Inet(addr) => (StdListener::Tcp(std::net::TcpListener::bind(addr)?), None),
+            // Passed down, so not ours to remove at shutdown.
+            SocketSpec::Systemd(name) => (take_passed(name.as_deref())?, None),
             SocketSpec::Unix(path) => {
                 remove_stale_socket(path)?;
                 let listener = std::os::unix::net::UnixListener::bind(path)?;
@@ -210,6 +218,21 @@ impl<R: Runtime> Server<R> {
         info!("stopped {spec}");
         Ok(())
     }
+}
+
+/// The socket systemd passed for the spec `systemd` or `systemd:NAME`.
+#[cfg(feature = "systemd")]
+fn take_passed(name: Option<&str>) -> io::Result<StdListener> {
+    Ok(super::activation::take(name)?)
+}
+
+/// Without the `systemd` feature there is nothing to take the passed sockets with.
+#[cfg(not(feature = "systemd"))]
+fn take_passed(_name: Option<&str>) -> io::Result<StdListener> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "socket activation (the systemd socket spec) needs the `systemd` feature",
+    ))
 }
 
 /// Removes a socket file left by an earlier run; refuses to remove anything else.

@@ -9,7 +9,8 @@ use std::str::FromStr;
 ///
 /// Accepted forms: `inet:PORT@HOST` and `inet6:PORT@HOST` (Sendmail and libmilter; without
 /// `@HOST` every interface), `inet:HOST:PORT` (Postfix), `unix:/path` and `local:/path`,
-/// a bare `/path`, and plain `HOST:PORT` or `[V6]:PORT`.
+/// a bare `/path`, and plain `HOST:PORT` or `[V6]:PORT`. `systemd` and `systemd:NAME` serve
+/// on a socket passed by systemd (see [socket activation](super#socket-activation)).
 ///
 /// ```
 /// use async_milter::server::SocketSpec;
@@ -18,6 +19,8 @@ use std::str::FromStr;
 /// assert_eq!(spec.to_string(), "inet:7357@127.0.0.1");
 /// let spec: SocketSpec = "unix:/run/milter.sock".parse()?;
 /// assert_eq!(spec.to_string(), "unix:/run/milter.sock");
+/// let spec: SocketSpec = "systemd:milter".parse()?;
+/// assert_eq!(spec, SocketSpec::Systemd(Some("milter".to_owned())));
 /// # Ok::<(), async_milter::server::SpecError>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -26,6 +29,9 @@ pub enum SocketSpec {
     Inet(SocketAddr),
     /// A unix-domain socket at a path.
     Unix(PathBuf),
+    /// A socket passed by systemd: the only one (`systemd`), or the one whose
+    /// `FileDescriptorName=` is the name (`systemd:NAME`).
+    Systemd(Option<String>),
 }
 
 /// A socket spec that cannot be parsed.
@@ -36,7 +42,7 @@ impl fmt::Display for SpecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "invalid socket spec {:?}: expected inet:PORT@HOST, inet6:PORT@HOST, unix:/path or HOST:PORT",
+            "invalid socket spec {:?}: expected inet:PORT@HOST, inet6:PORT@HOST, unix:/path, HOST:PORT or systemd[:NAME]",
             self.0
         )
     }
@@ -72,6 +78,16 @@ impl FromStr for SocketSpec {
             }
             return Ok(Self::Unix(PathBuf::from(path)));
         }
+        if spec == "systemd" {
+            return Ok(Self::Systemd(None));
+        }
+        if let Some(name) = spec.strip_prefix("systemd:") {
+            // systemd refuses a colon in FileDescriptorName=: LISTEN_FDNAMES separates by it.
+            if name.is_empty() || name.contains(':') {
+                return Err(error());
+            }
+            return Ok(Self::Systemd(Some(name.to_owned())));
+        }
         if spec.starts_with('/') {
             return Ok(Self::Unix(PathBuf::from(spec)));
         }
@@ -103,6 +119,8 @@ impl fmt::Display for SocketSpec {
             Self::Inet(SocketAddr::V4(addr)) => write!(f, "inet:{}@{}", addr.port(), addr.ip()),
             Self::Inet(SocketAddr::V6(addr)) => write!(f, "inet6:{}@{}", addr.port(), addr.ip()),
             Self::Unix(path) => write!(f, "unix:{}", path.display()),
+            Self::Systemd(None) => f.write_str("systemd"),
+            Self::Systemd(Some(name)) => write!(f, "systemd:{name}"),
         }
     }
 }
@@ -139,6 +157,8 @@ mod tests {
             ("unix:/run/m.sock", SocketSpec::Unix("/run/m.sock".into())),
             ("local:/run/m.sock", SocketSpec::Unix("/run/m.sock".into())),
             ("/run/m.sock", SocketSpec::Unix("/run/m.sock".into())),
+            ("systemd", SocketSpec::Systemd(None)),
+            ("systemd:milter", SocketSpec::Systemd(Some("milter".into()))),
         ];
         for (text, expected) in table {
             assert_eq!(text.parse::<SocketSpec>(), Ok(expected), "{text}");
@@ -155,6 +175,9 @@ mod tests {
             "unix:",
             "tcp:1@h",
             "inet:1@nohost",
+            "systemd:",
+            "systemd:a:b",
+            "systemd-milter",
         ] {
             assert!(bad.parse::<SocketSpec>().is_err(), "{bad}");
         }
@@ -162,7 +185,13 @@ mod tests {
 
     #[test]
     fn display_round_trips() {
-        for text in ["inet:7357@127.0.0.1", "inet6:7357@::1", "unix:/run/m.sock"] {
+        for text in [
+            "inet:7357@127.0.0.1",
+            "inet6:7357@::1",
+            "unix:/run/m.sock",
+            "systemd",
+            "systemd:milter",
+        ] {
             assert_eq!(text.parse::<SocketSpec>().unwrap().to_string(), text);
         }
     }

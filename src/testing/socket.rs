@@ -47,6 +47,10 @@ pub async fn connect(
                 Ok::<_, io::Error>(Inner::Tcp(stream))
             }
             SocketSpec::Unix(path) => Ok(Inner::Unix(UnixStream::connect(path).await?)),
+            SocketSpec::Systemd(_) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a systemd socket is the filter's to listen on, not an address to connect to",
+            )),
         }
     })
     .await
