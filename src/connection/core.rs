@@ -473,3 +473,380 @@ fn find_queue_id(raw: &[u8]) -> Option<&[u8]> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::proto::{Actions, Events, Family, Needs, OptNeg, negotiate};
+    use crate::session::{Address, Client, Text};
+
+    /// A core negotiated with an MTA offering everything, for a filter with `needs`.
+    fn core_with(needs: &Needs) -> Core {
+        let offer = OptNeg {
+            version: 6,
+            actions: Actions::V6,
+            protocol: ProtocolFlags::KNOWN,
+        };
+        let agreed = negotiate(offer, needs).expect("negotiates");
+        Core::new(7, agreed, &ConnectionConfig::default())
+    }
+
+    fn core() -> Core {
+        core_with(&Needs::everything())
+    }
+
+    fn macros(stage: MacroStage, pairs: &'static [u8]) -> Event {
+        Event::Macro {
+            stage,
+            raw: Bytes::from_static(pairs),
+        }
+    }
+
+    fn address(text: &str) -> Address {
+        Address {
+            address: Text::from(text),
+            args: Vec::new(),
+        }
+    }
+
+    /// One packet of a script: a macro packet (with the command byte it precedes) or a
+    /// command (with its event, if it has one).
+    enum In {
+        Macro(u8, Event),
+        Command(CommandKind, Option<Event>),
+    }
+
+    fn connect() -> In {
+        In::Command(
+            CommandKind::Connect,
+            Some(Event::Connect(Client {
+                hostname: Text::from("client.example.com"),
+                family: Family::Inet,
+                port: 4000,
+                address: Text::from("192.0.2.1"),
+            })),
+        )
+    }
+
+    fn command(kind: CommandKind) -> In {
+        let event = match kind {
+            CommandKind::Helo => Some(Event::Helo(Text::from("client.example.com"))),
+            CommandKind::Mail => Some(Event::Mail(address("<a@example.com>"))),
+            CommandKind::Rcpt => Some(Event::Rcpt(address("<b@example.net>"))),
+            CommandKind::Data => Some(Event::Data),
+            CommandKind::EndOfHeaders => Some(Event::EndOfHeaders),
+            CommandKind::EndOfMessage => Some(Event::EndOfMessage(Bytes::new())),
+            _ => None,
+        };
+        In::Command(kind, event)
+    }
+
+    fn feed(core: &mut Core, packet: &In) -> Inbound {
+        match packet {
+            In::Macro(byte, event) => core.on_macro(*byte, event),
+            In::Command(kind, event) => core.on_command(*kind, event.as_ref()),
+        }
+    }
+
+    const DELIVER: Inbound = Inbound {
+        abort_call: false,
+        then: Then::Deliver,
+    };
+    const START: Inbound = Inbound {
+        abort_call: false,
+        then: Then::StartAndDeliver,
+    };
+    const NOTHING: Inbound = Inbound::NOTHING;
+
+    /// Plays `script`, checking what the core says for each packet; end of message is
+    /// answered as a call that has returned would be.
+    fn play(core: &mut Core, script: &[(In, Inbound)]) {
+        for (step, (packet, expected)) in script.iter().enumerate() {
+            assert_eq!(&feed(core, packet), expected, "step {step}");
+            if let In::Command(CommandKind::EndOfMessage, _) = packet {
+                core.finished(Outcome::Returned(
+                    Verdict::Accept,
+                    EditQueue::new(Actions::EMPTY),
+                ));
+                let out = core
+                    .answer(
+                        CommandKind::EndOfMessage,
+                        &CallState::Finished,
+                        None,
+                        &mut Vec::new(),
+                    )
+                    .unwrap();
+                assert!(out.message_over, "step {step}");
+            }
+        }
+    }
+
+    #[test]
+    fn message_boundaries_with_abort_as_postfix_sends_them() {
+        use CommandKind::*;
+        let mut core = core();
+        play(
+            &mut core,
+            &[
+                (
+                    In::Macro(b'C', macros(MacroStage::Connect, b"j\0mx\0")),
+                    DELIVER,
+                ),
+                (connect(), START),
+                (command(Helo), DELIVER),
+                (In::Macro(b'M', macros(MacroStage::Mail, b"")), DELIVER),
+                (command(Mail), DELIVER),
+                (command(Rcpt), DELIVER),
+                (command(Data), DELIVER),
+                (command(EndOfHeaders), DELIVER),
+                (command(EndOfMessage), DELIVER),
+                // After every message Postfix sends ABORT: outside a message it means nothing.
+                (command(Abort), NOTHING),
+                (In::Macro(b'M', macros(MacroStage::Mail, b"")), DELIVER),
+                (command(Mail), START),
+                (command(Rcpt), DELIVER),
+                // ABORT inside a message ends it.
+                (
+                    command(Abort),
+                    Inbound {
+                        abort_call: true,
+                        then: Then::Nothing,
+                    },
+                ),
+                (command(Mail), START),
+                (
+                    command(Quit),
+                    Inbound {
+                        abort_call: false,
+                        then: Then::Close,
+                    },
+                ),
+            ],
+        );
+        assert_eq!(core.message_no(), 3);
+    }
+
+    #[test]
+    fn a_new_message_without_abort_ends_the_last_one() {
+        use CommandKind::*;
+        let mut core = core();
+        let aborted_then = |then| Inbound {
+            abort_call: true,
+            then,
+        };
+        play(
+            &mut core,
+            &[
+                (connect(), START),
+                (command(Mail), DELIVER),
+                (command(Rcpt), DELIVER),
+                // Sendmail: the next message's MAIL macros, no ABORT after a refused RCPT.
+                (
+                    In::Macro(b'M', macros(MacroStage::Mail, b"i\0Q2\0")),
+                    aborted_then(Then::Deliver),
+                ),
+                (command(Mail), START),
+                // A MAIL right after a MAIL: the first message is over.
+                (command(Mail), aborted_then(Then::StartAndDeliver)),
+                // A new CONNECT inside a message (QUIT_NC without it) too.
+                (connect(), aborted_then(Then::StartAndDeliver)),
+            ],
+        );
+        assert!(!core.in_transaction());
+    }
+
+    #[test]
+    fn quit_new_connection_forgets_the_smtp_session() {
+        let mut core = core();
+        let _ = feed(&mut core, &connect());
+        let _ = feed(&mut core, &command(CommandKind::Helo));
+        assert!(core.connection_data().client.is_some());
+        let inbound = feed(&mut core, &command(CommandKind::QuitNewConnection));
+        assert_eq!(
+            inbound,
+            Inbound {
+                abort_call: true,
+                then: Then::Nothing,
+            }
+        );
+        assert!(core.connection_data().client.is_none());
+        assert!(core.connection_data().helo.is_none());
+        // The next CONNECT starts a call of its own.
+        assert_eq!(feed(&mut core, &connect()), START);
+    }
+
+    #[test]
+    fn the_client_is_known_before_the_first_call_starts() {
+        let mut core = core();
+        assert_eq!(
+            feed(
+                &mut core,
+                &In::Macro(b'C', macros(MacroStage::Connect, b"j\0mx\0"))
+            ),
+            DELIVER,
+            "macros never start a call"
+        );
+        assert_eq!(feed(&mut core, &connect()), START);
+        assert_eq!(
+            core.connection_data().client.as_ref().map(|c| c.port),
+            Some(4000)
+        );
+    }
+
+    #[test]
+    fn which_mta_decides_header_numbering() {
+        let table: &[(&[In], HeaderLayout)] = &[
+            (&[], HeaderLayout::Plain),
+            (
+                &[In::Macro(b'C', macros(MacroStage::Connect, b"j\0mx\0"))],
+                HeaderLayout::Sendmail { templates: 9 },
+            ),
+            (
+                &[In::Macro(
+                    b'C',
+                    macros(MacroStage::Connect, b"v\0Postfix 3.7\0"),
+                )],
+                HeaderLayout::Postfix,
+            ),
+            (
+                &[
+                    In::Macro(b'C', macros(MacroStage::Connect, b"j\0mx\0")),
+                    In::Macro(b'L', macros(MacroStage::EndOfHeaders, b"")),
+                ],
+                HeaderLayout::Postfix,
+            ),
+        ];
+        for (script, layout) in table {
+            let mut core = core();
+            for packet in *script {
+                let _ = feed(&mut core, packet);
+            }
+            assert_eq!(core.header_layout(), *layout);
+        }
+    }
+
+    #[test]
+    fn the_queue_id_is_kept_for_the_message_and_forgotten_after() {
+        let mut core = core();
+        let _ = feed(&mut core, &connect());
+        let _ = feed(
+            &mut core,
+            &In::Macro(b'M', macros(MacroStage::Mail, b"i\0ABC123\0")),
+        );
+        assert_eq!(core.queue_id.as_deref(), Some("ABC123"));
+        let _ = feed(
+            &mut core,
+            &In::Macro(b'R', macros(MacroStage::Rcpt, b"{i}\0ABC123\0")),
+        );
+        assert_eq!(core.queue_id.as_deref(), Some("ABC123"));
+        let _ = feed(&mut core, &command(CommandKind::Abort));
+        assert_eq!(core.queue_id, None);
+    }
+
+    /// The event, how the call stands, the filter's own reply, its verdict if it returned;
+    /// then the answer expected and whether the message ends.
+    type Row = (
+        CommandKind,
+        CallState,
+        Option<EventReply>,
+        Option<Verdict>,
+        Option<Answer>,
+        bool,
+    );
+
+    /// What the core answers `kind` in each state, and whether the message ends there.
+    #[test]
+    fn what_to_answer_and_whether() {
+        use CommandKind::*;
+        let reject = Some(Verdict::Reject);
+        let accept = Some(Verdict::Accept);
+        let refused = Some(EventReply::Reject);
+        let parked = |phase| CallState::Parked(phase);
+        #[rustfmt::skip]
+        let table: &[Row] = &[
+            // A running filter that waits for later: continue.
+            (Mail, parked(Phase::Rcpt), None, None, Some(Answer::Continue), false),
+            // Its own reply to a recipient.
+            (Rcpt, parked(Phase::Rcpt), refused.clone(), None, Some(Answer::Verdict(Verdict::Reject)), false),
+            // Returned with reject at MAIL: the message is refused and over.
+            (Mail, CallState::Finished, None, reject.clone(), Some(Answer::Verdict(Verdict::Reject)), true),
+            // Returned with reject during RCPT: held.
+            (Rcpt, CallState::Finished, None, reject.clone(), Some(Answer::Continue), false),
+            // Accept at a body chunk: the message is accepted and over.
+            (Body, CallState::Finished, None, accept, Some(Answer::Verdict(Verdict::Accept)), true),
+            // Waiting for end of message at a body chunk: skip the rest.
+            (Body, parked(Phase::EndOfMessage), None, None, Some(Answer::Skip), false),
+            // End of message always gets the edits and the verdict, and ends the message.
+            (EndOfMessage, CallState::Finished, None, Some(Verdict::Continue), Some(Answer::EditsThen(Verdict::Continue)), true),
+            // No filter at all for this event (it returned earlier with continue).
+            (Header, CallState::Idle, None, Some(Verdict::Continue), Some(Answer::Continue), false),
+        ];
+        for (kind, state, own, decided, answer, over) in table {
+            let mut core = core();
+            let _ = feed(&mut core, &connect());
+            let _ = feed(&mut core, &command(Mail));
+            if let Some(verdict) = decided {
+                core.finished(Outcome::Returned(
+                    verdict.clone(),
+                    EditQueue::new(Actions::EMPTY),
+                ));
+            }
+            let mut out = Vec::new();
+            let outbound = core.answer(*kind, state, own.clone(), &mut out).unwrap();
+            assert_eq!(&outbound.answer, answer, "{kind:?} {state:?}");
+            assert_eq!(outbound.message_over, *over, "{kind:?} {state:?}");
+            assert_eq!(
+                out.is_empty(),
+                answer.is_none(),
+                "{kind:?}: written iff answered"
+            );
+        }
+    }
+
+    #[test]
+    fn events_declared_unanswered_get_no_reply_and_a_verdict_waits() {
+        // MAIL is seen but not answered (NR_MAIL): a reject returned there is held.
+        let needs = Needs::new()
+            .events(Events::MAIL | Events::RCPT | Events::DATA)
+            .answers(Events::DATA);
+        let mut core = core_with(&needs);
+        let _ = feed(&mut core, &command(CommandKind::Mail));
+        core.finished(Outcome::Returned(
+            Verdict::Reject,
+            EditQueue::new(Actions::EMPTY),
+        ));
+        let mut out = Vec::new();
+        let at_mail = core
+            .answer(CommandKind::Mail, &CallState::Finished, None, &mut out)
+            .unwrap();
+        assert_eq!(at_mail.answer, None);
+        assert!(out.is_empty());
+        assert!(core.warned_unanswered, "logged once");
+        let at_data = core
+            .answer(CommandKind::Data, &CallState::Idle, None, &mut out)
+            .unwrap();
+        assert_eq!(at_data.answer, Some(Answer::Verdict(Verdict::Reject)));
+        assert!(at_data.message_over);
+    }
+
+    #[test]
+    fn failures_answer_the_configured_verdict_for_the_message_only() {
+        let mut core = core();
+        let _ = feed(&mut core, &connect());
+        core.finished(Outcome::Panicked("boom".into()));
+        let mut out = Vec::new();
+        // At connect an error verdict does not refuse the connection...
+        let at_connect = core
+            .answer(CommandKind::Connect, &CallState::Finished, None, &mut out)
+            .unwrap();
+        assert_eq!(at_connect.answer, Some(Answer::Continue));
+        // ...but the message gets it.
+        let _ = feed(&mut core, &command(CommandKind::Mail));
+        let at_mail = core
+            .answer(CommandKind::Mail, &CallState::Idle, None, &mut out)
+            .unwrap();
+        assert_eq!(at_mail.answer, Some(Answer::Verdict(Verdict::Tempfail)));
+    }
+}
