@@ -3,6 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
@@ -19,6 +20,8 @@ type Signal = Shared<Pin<Box<dyn Future<Output = ()> + Send>>>;
 #[derive(Clone)]
 pub struct ShutdownHandle {
     trigger: Arc<Mutex<Option<oneshot::Sender<()>>>>,
+    /// Set at once by `shutdown`; the signal tells waiters, this flag everyone else.
+    begun: Arc<AtomicBool>,
     signal: Signal,
 }
 
@@ -28,12 +31,14 @@ impl ShutdownHandle {
         let signal: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(signal.map(|_| ()));
         Self {
             trigger: Arc::new(Mutex::new(Some(trigger))),
+            begun: Arc::new(AtomicBool::new(false)),
             signal: signal.shared(),
         }
     }
 
     /// Starts the graceful shutdown. Calling it again does nothing.
     pub fn shutdown(&self) {
+        self.begun.store(true, Ordering::Release);
         let trigger = self
             .trigger
             .lock()
@@ -47,7 +52,7 @@ impl ShutdownHandle {
     /// Whether the shutdown has begun.
     #[must_use]
     pub fn is_shutdown(&self) -> bool {
-        self.signal.peek().is_some()
+        self.begun.load(Ordering::Acquire)
     }
 
     /// Ready once the shutdown has begun.
