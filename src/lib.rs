@@ -60,6 +60,7 @@
 pub mod connection;
 #[doc(hidden)]
 pub mod fuzzing;
+mod list;
 pub mod proto;
 pub mod rt;
 pub mod server;
@@ -71,6 +72,7 @@ pub mod testing;
 // The everyday types, so a filter needs one `use` line.
 pub use bytes::Bytes;
 pub use connection::ConnectionConfig;
+pub use list::FilterList;
 pub use proto::{Actions, Events, MacroStage, Needs, ProtocolFlags, ReplyCode};
 pub use server::{Server, ServerConfig};
 pub use session::{

@@ -25,6 +25,55 @@ impl From<EventReply> for Answer {
     }
 }
 
+/// One answer for the MTA from the answers of several filters to the same event.
+///
+/// | the filters' answers | merged |
+/// |---|---|
+/// | any refusal (reject, tempfail, discard, a reply code, shutdown) | the most severe; the first in filter order on a tie |
+/// | end of message, all passing | the edits of all, then accept if every filter accepted, else continue |
+/// | every filter accepted | accept |
+/// | skip or accept from each, at least one skip | skip |
+/// | anything else | continue |
+///
+/// Accept from one filter ends that filter's part in the message; the others go on.
+pub(crate) fn merge(answers: &[Answer]) -> Answer {
+    let refusal = answers
+        .iter()
+        .filter_map(|answer| match answer {
+            Answer::Verdict(verdict) if !verdict.is_pass() => Some(verdict),
+            _ => None,
+        })
+        .fold(None::<&Verdict>, |worst, verdict| match worst {
+            Some(w) if w.severity() >= verdict.severity() => Some(w),
+            _ => Some(verdict),
+        });
+    if let Some(verdict) = refusal {
+        return Answer::Verdict(verdict.clone());
+    }
+    let accepted = |answer: &Answer| {
+        matches!(
+            answer,
+            Answer::Verdict(Verdict::Accept) | Answer::EditsThen(Verdict::Accept)
+        )
+    };
+    if answers.iter().any(|a| matches!(a, Answer::EditsThen(_))) {
+        let verdict = if answers.iter().all(accepted) {
+            Verdict::Accept
+        } else {
+            Verdict::Continue
+        };
+        return Answer::EditsThen(verdict);
+    }
+    if !answers.is_empty() && answers.iter().all(accepted) {
+        return Answer::Verdict(Verdict::Accept);
+    }
+    if answers.contains(&Answer::Skip) && answers.iter().all(|a| *a == Answer::Skip || accepted(a))
+    {
+        return Answer::Skip;
+    }
+    Answer::Continue
+}
+
 /// The answer to an event a running filter has taken and moved past.
 ///
 /// `own` is the reply the filter set for this event (a recipient it refused); `waits_for` is
@@ -201,6 +250,72 @@ mod tests {
         for (verdict, edits, phase, expected) in table {
             let got = after_verdict(&decided(verdict.clone(), *edits), Some(*phase), true);
             assert_eq!(&got, expected, "{verdict:?} with edits={edits} at {phase}");
+        }
+    }
+
+    #[test]
+    fn several_filters_answers_merge_by_severity() {
+        use Answer::{Continue, EditsThen, Skip};
+        let v = Answer::Verdict;
+        let code = ReplyCode::permanent(550, "5.7.1", "policy").unwrap();
+        let temp = ReplyCode::temporary(451, "4.7.1", "later").unwrap();
+        let table: &[(&[Answer], Answer)] = &[
+            (&[Continue, Continue], Continue),
+            (&[Continue, v(Verdict::Reject)], v(Verdict::Reject)),
+            (
+                &[v(Verdict::Tempfail), v(Verdict::Reject)],
+                v(Verdict::Reject),
+            ),
+            (
+                &[v(Verdict::Discard), v(Verdict::Tempfail)],
+                v(Verdict::Tempfail),
+            ),
+            (&[v(Verdict::Discard), Continue], v(Verdict::Discard)),
+            (
+                &[v(Verdict::Accept), v(Verdict::Discard)],
+                v(Verdict::Discard),
+            ),
+            (
+                &[v(Verdict::Reply(temp.clone())), v(Verdict::Tempfail)],
+                v(Verdict::Reply(temp.clone())),
+            ),
+            (
+                &[v(Verdict::Tempfail), v(Verdict::Reply(temp))],
+                v(Verdict::Tempfail),
+            ),
+            (
+                &[v(Verdict::Reply(code.clone())), v(Verdict::Reject)],
+                v(Verdict::Reply(code)),
+            ),
+            (
+                &[v(Verdict::Reject), v(Verdict::Shutdown)],
+                v(Verdict::Shutdown),
+            ),
+            // Accept ends one filter's part; the others go on.
+            (&[v(Verdict::Accept), Continue], Continue),
+            (
+                &[v(Verdict::Accept), v(Verdict::Accept)],
+                v(Verdict::Accept),
+            ),
+            (&[v(Verdict::Accept), Skip], Skip),
+            (&[Skip, Continue], Continue),
+            (&[Skip, Skip], Skip),
+            // End of message: everyone's edits, then accept only if all accepted.
+            (
+                &[EditsThen(Verdict::Accept), EditsThen(Verdict::Continue)],
+                EditsThen(Verdict::Continue),
+            ),
+            (
+                &[EditsThen(Verdict::Accept), EditsThen(Verdict::Accept)],
+                EditsThen(Verdict::Accept),
+            ),
+            (
+                &[EditsThen(Verdict::Accept), v(Verdict::Reject)],
+                v(Verdict::Reject),
+            ),
+        ];
+        for (answers, expected) in table {
+            assert_eq!(&merge(answers), expected, "{answers:?}");
         }
     }
 

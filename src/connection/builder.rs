@@ -16,7 +16,7 @@ use super::driver::Driver;
 use super::error::ConnectionError;
 use super::shutdown::ShutdownHandle;
 use crate::rt::Timer;
-use crate::session::{Filter, Verdict};
+use crate::session::{Filter, Member, Verdict};
 
 /// Serves one MTA connection over a stream of your own (your own accept loop, an
 /// in-memory pipe); [`Server`](crate::server::Server) uses the same path for every
@@ -108,21 +108,25 @@ impl Builder {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
         F: Filter,
     {
-        self.serve_shared(stream, Arc::new(filter), ShutdownHandle::new(), self.id)
+        self.serve_members(
+            stream,
+            filter.into_members(),
+            ShutdownHandle::new(),
+            self.id,
+        )
     }
 
-    /// [`Builder::serve`] with a filter shared between connections, a shutdown handle
+    /// [`Builder::serve`] with the filters (shared between connections), a shutdown handle
     /// shared with others (a server's) and the connection's own id.
-    pub(crate) fn serve_shared<S, F>(
+    pub(crate) fn serve_members<S>(
         &self,
         stream: S,
-        filter: Arc<F>,
+        members: Vec<Member>,
         shutdown: ShutdownHandle,
         id: u64,
     ) -> Connection
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-        F: Filter + ?Sized,
     {
         let mut driver = Driver::new(
             stream,
@@ -133,7 +137,7 @@ impl Builder {
         );
         let run = async move {
             info!("connection {id}: opened");
-            let result = driver.run(filter).await;
+            let result = driver.run(members).await;
             match &result {
                 Ok(()) => info!("connection {id}: closed"),
                 Err(error) => warn!("connection {id}: closed: {error}"),

@@ -14,27 +14,38 @@ use std::task::{Context, Poll};
 use futures::FutureExt;
 
 use super::core::Outcome;
+use crate::proto::{Actions, Events};
 use crate::session::{
-    ConnectionData, Error, Event, EventReply, Filter, Finished, Mailbox, Phase, Recycled, Session,
+    ConnectionData, Error, Event, EventReply, Finished, Mailbox, Member, Phase, Recycled, Session,
     SharedMailbox, Verdict, lock,
 };
 
 type CallOutput = Result<(Result<Verdict, Error>, Finished), Box<dyn Any + Send>>;
 type CallFuture = Pin<Box<dyn Future<Output = CallOutput> + Send>>;
 
-/// A connection's filter calls, one message at a time.
-pub(crate) struct FilterCall<F: ?Sized> {
-    filter: Arc<F>,
+/// One filter's calls on a connection, one message at a time.
+pub(crate) struct FilterCall {
+    member: Member,
+    /// The edit actions this filter may use: what it declared, as far as the MTA agreed.
+    allowed: Actions,
+    /// The events this filter may answer: what it declared.
+    answers: Events,
     mailbox: SharedMailbox,
     running: Option<CallFuture>,
     /// Storage the last finished session left for the next one.
     recycled: Option<Recycled>,
 }
 
-impl<F: Filter + ?Sized> FilterCall<F> {
-    pub(crate) fn new(filter: Arc<F>, conn: Arc<ConnectionData>) -> Self {
+impl FilterCall {
+    pub(crate) fn new(member: Member, conn: Arc<ConnectionData>) -> Self {
+        let needs = member.filter.needs();
+        let allowed =
+            conn.agreed.options.actions & (needs.get_actions() | needs.get_optional_actions());
+        let answers = needs.get_answers() & needs.get_events();
         Self {
-            filter,
+            member,
+            allowed,
+            answers,
             mailbox: Arc::new(Mutex::new(Mailbox::new(conn))),
             running: None,
             recycled: None,
@@ -62,11 +73,12 @@ impl<F: Filter + ?Sized> FilterCall<F> {
             Phase::Start
         };
         let recycled = self.recycled.take().unwrap_or_default();
-        let session = Session::new(self.mailbox.clone(), conn, message_no, phase, recycled);
-        let filter = self.filter.clone();
+        let session = Session::new(self.mailbox.clone(), conn, message_no, phase, recycled)
+            .declared(self.allowed, self.answers);
+        let filter = self.member.filter.clone();
         let call = async move {
             let mut session = session;
-            let result = filter.filter(&mut session).await;
+            let result = filter.call(&mut session).await;
             (result, session.finish())
         };
         self.running = Some(Box::pin(AssertUnwindSafe(call).catch_unwind()));

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use log::{debug, error, info, warn};
 
-use super::answer::{Answer, Decided, after_verdict, while_running};
+use super::answer::{Answer, Decided, after_verdict, merge, while_running};
 use super::config::ConnectionConfig;
 use crate::proto::{Agreed, CommandKind, EncodeError, MacroStage, ProtocolFlags, Response};
 use crate::session::{ConnectionData, EditQueue, Event, EventReply, HeaderLayout, Phase, Verdict};
@@ -92,6 +92,26 @@ pub(crate) struct Outbound {
     pub(crate) message_over: bool,
 }
 
+/// What the core keeps about one filter's call for the current message.
+#[derive(Debug, Default)]
+struct CallRecord {
+    /// The filter's name in log lines, when it is one of a named list.
+    name: Option<Arc<str>>,
+    decided: Option<Decided>,
+    edits: Option<EditQueue>,
+}
+
+impl CallRecord {
+    fn reset(&mut self) {
+        self.decided = None;
+        self.edits = None;
+    }
+}
+
+/// How one filter's call stands after an event was delivered: its state and its own reply
+/// to the event (a refused recipient).
+pub(crate) type CallAnswer = (CallState, Option<EventReply>);
+
 /// One negotiated connection's protocol state.
 #[derive(Debug)]
 pub(crate) struct Core {
@@ -102,10 +122,10 @@ pub(crate) struct Core {
     error_verdict: Verdict,
     sendmail_header_templates: u32,
     transaction: Transaction,
-    /// A call for the current message was started.
+    /// The message's calls were started.
     call_started: bool,
-    decided: Option<Decided>,
-    edits: Option<EditQueue>,
+    /// One record per filter of the connection, in filter order.
+    calls: Vec<CallRecord>,
     message_no: u64,
     /// The MTA's queue id (macro `i`) for log lines, once sent.
     queue_id: Option<String>,
@@ -114,11 +134,19 @@ pub(crate) struct Core {
     postfix: bool,
     /// A verdict was held at an event declared as not answered; logged once per connection.
     warned_unanswered: bool,
+    /// Each filter's answer to the current event, kept to spare an allocation per event.
+    answers: Vec<Answer>,
 }
 
 impl Core {
-    /// The state of a connection that has just negotiated `agreed`.
-    pub(crate) fn new(id: u64, agreed: Agreed, config: &ConnectionConfig) -> Self {
+    /// The state of a connection that has just negotiated `agreed`, for filters with these
+    /// names (one entry per filter; `None` for an unnamed one).
+    pub(crate) fn new(
+        id: u64,
+        agreed: Agreed,
+        config: &ConnectionConfig,
+        names: Vec<Option<Arc<str>>>,
+    ) -> Self {
         log_negotiation(id, &agreed);
         Self {
             id,
@@ -131,12 +159,18 @@ impl Core {
             sendmail_header_templates: config.sendmail_header_templates,
             transaction: Transaction::Closed,
             call_started: false,
-            decided: None,
-            edits: None,
+            calls: names
+                .into_iter()
+                .map(|name| CallRecord {
+                    name,
+                    ..CallRecord::default()
+                })
+                .collect(),
             message_no: 0,
             queue_id: None,
             postfix: false,
             warned_unanswered: false,
+            answers: Vec::new(),
         }
     }
 
@@ -234,8 +268,7 @@ impl Core {
         if start_call {
             self.call_started = true;
             self.message_no += 1;
-            self.decided = None;
-            self.edits = None;
+            self.calls.iter_mut().for_each(CallRecord::reset);
         }
         Inbound {
             abort_call,
@@ -272,84 +305,94 @@ impl Core {
         if aborted && self.call_started {
             debug!("connection {}: message aborted", self.id);
         }
-        self.decided = None;
-        self.edits = None;
+        self.calls.iter_mut().for_each(CallRecord::reset);
         self.call_started = false;
         self.transaction = Transaction::Closed;
         self.queue_id = None;
     }
 
-    /// Records how the message's filter call ended.
-    pub(crate) fn finished(&mut self, outcome: Outcome) {
+    /// Records how filter `index`'s call for the message ended.
+    pub(crate) fn finished(&mut self, index: usize, outcome: Outcome) {
         let id = self.id;
+        let error_verdict = &self.error_verdict;
+        let Some(call) = self.calls.get_mut(index) else {
+            return;
+        };
+        let who = call
+            .name
+            .as_deref()
+            .map_or_else(String::new, |name| format!(" filter {name}:"));
         let (verdict, edits, message_only) = match outcome {
             Outcome::Returned(verdict, edits) => (verdict, Some(edits), false),
             Outcome::Aborted => {
-                debug!("connection {id}: filter returned after abort");
+                debug!("connection {id}:{who} filter returned after abort");
                 (Verdict::Continue, None, true)
             }
             Outcome::Failed(error) => {
-                error!(
-                    "connection {id}: filter failed: {error}; answering {:?}",
-                    self.error_verdict
-                );
-                (self.error_verdict.clone(), None, true)
+                error!("connection {id}:{who} filter failed: {error}; answering {error_verdict:?}");
+                (error_verdict.clone(), None, true)
             }
             Outcome::Panicked(message) => {
                 error!(
-                    "connection {id}: filter panicked: {message}; answering {:?}",
-                    self.error_verdict
+                    "connection {id}:{who} filter panicked: {message}; answering {error_verdict:?}"
                 );
-                (self.error_verdict.clone(), None, true)
+                (error_verdict.clone(), None, true)
             }
         };
         let queue_id = self.queue_id.as_deref().unwrap_or("-");
         info!(
-            "connection {id}: message {} (queue id {queue_id}): verdict {verdict:?}",
+            "connection {id}: message {} (queue id {queue_id}):{who} verdict {verdict:?}",
             self.message_no
         );
-        self.decided = Some(Decided {
+        call.decided = Some(Decided {
             verdict,
             has_edits: edits.as_ref().is_some_and(|e| !e.is_empty()),
             message_only,
             sent: false,
         });
-        self.edits = edits;
+        call.edits = edits;
     }
 
     // ===== output =====
 
-    /// What to answer `kind`, given how the call stands after the event was delivered and
-    /// the filter's own reply to it (a refused recipient); the reply is appended to `out`.
+    /// What to answer `kind`, given how each filter's call stands after the event was
+    /// delivered (`calls`, in filter order); the reply is appended to `out`. Several
+    /// filters' answers merge as [`merge`] documents.
     pub(crate) fn answer(
         &mut self,
         kind: CommandKind,
-        call: &CallState,
-        own: Option<EventReply>,
+        calls: &[CallAnswer],
         out: &mut Vec<u8>,
     ) -> Result<Outbound, EncodeError> {
         let phase = Phase::of(kind);
         let skip_allowed = self.agreed().options.protocol.contains(ProtocolFlags::SKIP);
         let at_eom = kind == CommandKind::EndOfMessage;
-        let mut message_verdict = false;
-        let answer = match (call, own) {
-            (_, Some(reply)) => reply.into(),
-            (CallState::Parked(waits_for), None) => {
-                while_running(phase, None, *waits_for, skip_allowed)
-            }
-            (CallState::Finished | CallState::Idle, None) => {
-                message_verdict = true;
-                match &self.decided {
+        let mut answers = std::mem::take(&mut self.answers);
+        answers.clear();
+        answers.extend(self.calls.iter().zip(calls).map(|(record, (state, own))| {
+            match (state, own) {
+                (_, Some(reply)) => reply.clone().into(),
+                (CallState::Parked(waits_for), None) => {
+                    while_running(phase, None, *waits_for, skip_allowed)
+                }
+                (CallState::Finished | CallState::Idle, None) => match &record.decided {
                     Some(decided) => after_verdict(decided, phase, skip_allowed),
                     None => Answer::Continue,
-                }
+                },
             }
-        };
+        }));
+        let answer = merge(&answers);
         let replies = at_eom || self.agreed().expects_reply(kind);
         let is_verdict = matches!(answer, Answer::Verdict(_) | Answer::EditsThen(_));
-        if replies && message_verdict && is_verdict {
-            if let Some(decided) = &mut self.decided {
-                decided.sent = true;
+        if replies && is_verdict {
+            // A decided verdict that went out is not repeated at later events (a verdict
+            // at connect applies to the whole connection).
+            for ((record, (_, own)), given) in self.calls.iter_mut().zip(calls).zip(&answers) {
+                if let (Some(decided), None, Answer::Verdict(_) | Answer::EditsThen(_)) =
+                    (&mut record.decided, own, given)
+                {
+                    decided.sent = true;
+                }
             }
         }
         if !replies && is_verdict && !self.warned_unanswered {
@@ -368,28 +411,39 @@ impl Core {
         // After end of message, or a verdict for the whole message, the MTA sends nothing
         // more for it (Sendmail not even ABORT), so the message ends here.
         let message_over = at_eom
-            || (message_verdict
+            || (replies
                 && matches!(answer, Answer::Verdict(_))
-                && phase.is_some_and(Phase::is_message_wide)
-                && self.decided.as_ref().is_some_and(|d| d.sent));
+                && phase.is_some_and(Phase::is_message_wide));
         if message_over {
             self.end_message(false);
         }
+        self.answers = answers;
         Ok(Outbound {
             answer: replies.then_some(answer),
             message_over,
         })
     }
 
-    /// Writes `answer` to `out`: at end of message the queued edits, then the verdict.
-    /// Edits that cannot be encoded (a bug: they are checked when queued) become a tempfail.
+    /// Writes `answer` to `out`: at end of message the filters' edits, merged in filter
+    /// order, then the verdict. Edits that cannot be encoded (a bug: they are checked when
+    /// queued) become a tempfail.
     fn encode(&self, answer: &Answer, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         match answer {
             Answer::Continue => Response::Continue.encode(out)?,
             Answer::Skip => Response::Skip.encode(out)?,
             Answer::Verdict(verdict) => verdict.encode(out),
             Answer::EditsThen(verdict) => {
-                if let Some(edits) = &self.edits {
+                let mut queues = self.calls.iter().filter_map(|c| c.edits.as_ref());
+                let merged;
+                let edits = match (queues.next(), queues.next()) {
+                    (Some(only), None) => Some(only),
+                    (Some(first), Some(second)) => {
+                        merged = EditQueue::merged([first, second].into_iter().chain(queues));
+                        Some(&merged)
+                    }
+                    (None, _) => None,
+                };
+                if let Some(edits) = edits {
                     let start = out.len();
                     if let Err(error) = edits.encode(out, self.header_layout()) {
                         error!("connection {}: cannot send edits: {error}", self.id);
@@ -490,7 +544,7 @@ mod tests {
             protocol: ProtocolFlags::KNOWN,
         };
         let agreed = negotiate(offer, needs).expect("negotiates");
-        Core::new(7, agreed, &ConnectionConfig::default())
+        Core::new(7, agreed, &ConnectionConfig::default(), vec![None])
     }
 
     fn core() -> Core {
@@ -566,15 +620,14 @@ mod tests {
         for (step, (packet, expected)) in script.iter().enumerate() {
             assert_eq!(&feed(core, packet), expected, "step {step}");
             if let In::Command(CommandKind::EndOfMessage, _) = packet {
-                core.finished(Outcome::Returned(
-                    Verdict::Accept,
-                    EditQueue::new(Actions::EMPTY),
-                ));
+                core.finished(
+                    0,
+                    Outcome::Returned(Verdict::Accept, EditQueue::new(Actions::EMPTY)),
+                );
                 let out = core
                     .answer(
                         CommandKind::EndOfMessage,
-                        &CallState::Finished,
-                        None,
+                        &[(CallState::Finished, None)],
                         &mut Vec::new(),
                     )
                     .unwrap();
@@ -788,13 +841,15 @@ mod tests {
             let _ = feed(&mut core, &connect());
             let _ = feed(&mut core, &command(Mail));
             if let Some(verdict) = decided {
-                core.finished(Outcome::Returned(
-                    verdict.clone(),
-                    EditQueue::new(Actions::EMPTY),
-                ));
+                core.finished(
+                    0,
+                    Outcome::Returned(verdict.clone(), EditQueue::new(Actions::EMPTY)),
+                );
             }
             let mut out = Vec::new();
-            let outbound = core.answer(*kind, state, own.clone(), &mut out).unwrap();
+            let outbound = core
+                .answer(*kind, &[(state.clone(), own.clone())], &mut out)
+                .unwrap();
             assert_eq!(&outbound.answer, answer, "{kind:?} {state:?}");
             assert_eq!(outbound.message_over, *over, "{kind:?} {state:?}");
             assert_eq!(
@@ -813,19 +868,19 @@ mod tests {
             .answers(Events::DATA);
         let mut core = core_with(&needs);
         let _ = feed(&mut core, &command(CommandKind::Mail));
-        core.finished(Outcome::Returned(
-            Verdict::Reject,
-            EditQueue::new(Actions::EMPTY),
-        ));
+        core.finished(
+            0,
+            Outcome::Returned(Verdict::Reject, EditQueue::new(Actions::EMPTY)),
+        );
         let mut out = Vec::new();
         let at_mail = core
-            .answer(CommandKind::Mail, &CallState::Finished, None, &mut out)
+            .answer(CommandKind::Mail, &[(CallState::Finished, None)], &mut out)
             .unwrap();
         assert_eq!(at_mail.answer, None);
         assert!(out.is_empty());
         assert!(core.warned_unanswered, "logged once");
         let at_data = core
-            .answer(CommandKind::Data, &CallState::Idle, None, &mut out)
+            .answer(CommandKind::Data, &[(CallState::Idle, None)], &mut out)
             .unwrap();
         assert_eq!(at_data.answer, Some(Answer::Verdict(Verdict::Reject)));
         assert!(at_data.message_over);
@@ -835,17 +890,21 @@ mod tests {
     fn failures_answer_the_configured_verdict_for_the_message_only() {
         let mut core = core();
         let _ = feed(&mut core, &connect());
-        core.finished(Outcome::Panicked("boom".into()));
+        core.finished(0, Outcome::Panicked("boom".into()));
         let mut out = Vec::new();
         // At connect an error verdict does not refuse the connection...
         let at_connect = core
-            .answer(CommandKind::Connect, &CallState::Finished, None, &mut out)
+            .answer(
+                CommandKind::Connect,
+                &[(CallState::Finished, None)],
+                &mut out,
+            )
             .unwrap();
         assert_eq!(at_connect.answer, Some(Answer::Continue));
         // ...but the message gets it.
         let _ = feed(&mut core, &command(CommandKind::Mail));
         let at_mail = core
-            .answer(CommandKind::Mail, &CallState::Idle, None, &mut out)
+            .answer(CommandKind::Mail, &[(CallState::Idle, None)], &mut out)
             .unwrap();
         assert_eq!(at_mail.answer, Some(Answer::Verdict(Verdict::Tempfail)));
     }

@@ -16,12 +16,12 @@ use log::{debug, warn};
 
 use super::call::{FilterCall, Polled};
 use super::config::ConnectionConfig;
-use super::core::{CallState, Core, Then};
+use super::core::{CallAnswer, CallState, Core, Then};
 use super::error::ConnectionError;
 use super::shutdown::ShutdownHandle;
-use crate::proto::{Byte, Command, CommandKind, Frame, FrameDecoder, Response, negotiate};
+use crate::proto::{Byte, Command, CommandKind, Frame, FrameDecoder, Needs, Response, negotiate};
 use crate::rt::{Sleep, Timer};
-use crate::session::{Event, Filter};
+use crate::session::{Event, Member};
 
 /// One connection's I/O side.
 pub(crate) struct Driver<S> {
@@ -36,11 +36,15 @@ pub(crate) struct Driver<S> {
     /// would cost the runtime a registration and a wake-up each time); when it fires early,
     /// because the MTA spoke meanwhile, it is armed again for the rest of the silence.
     read_timer: Option<Sleep>,
+    /// Which filters have settled on the current event (see `settle`).
+    settled: Vec<bool>,
 }
 
-/// How waiting for the filter ended, seen from the driver.
+/// How waiting for the filters ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Settled {
-    Call(CallState),
+    /// Each took the event (or returned); their states are recorded.
+    Done,
     /// The MTA closed the connection meanwhile.
     Lost,
 }
@@ -71,15 +75,13 @@ where
             id,
             shutdown,
             read_timer: None,
+            settled: Vec::new(),
         }
     }
 
     /// Serves the connection until QUIT, end of stream, shutdown or an error.
-    pub(crate) async fn run<F: Filter + ?Sized>(
-        &mut self,
-        filter: Arc<F>,
-    ) -> Result<(), ConnectionError> {
-        let Some(frame) = self.read_frame::<F>(None).await? else {
+    pub(crate) async fn run(&mut self, members: Vec<Member>) -> Result<(), ConnectionError> {
+        let Some(frame) = self.read_frame(None).await? else {
             return Ok(());
         };
         let Command::OptNeg(offer) = Command::decode_frame(&frame)? else {
@@ -88,28 +90,40 @@ where
                 expected: "OPTNEG",
             });
         };
-        let agreed = negotiate(offer, &filter.needs()).map_err(ConnectionError::Negotiate)?;
+        let needs = members
+            .iter()
+            .map(|member| member.filter.needs())
+            .reduce(|all, needs| all.union(&needs))
+            .unwrap_or_else(Needs::new);
+        let agreed = negotiate(offer, &needs).map_err(ConnectionError::Negotiate)?;
         agreed.encode_reply(&mut self.out)?;
         self.flush().await?;
-        let mut core = Core::new(self.id, agreed, &self.config);
-        let mut call = FilterCall::new(filter, core.connection_data().clone());
-        let result = self.serve(&mut core, &mut call).await;
+        let names = members.iter().map(|member| member.name.clone()).collect();
+        let mut core = Core::new(self.id, agreed, &self.config, names);
+        let mut calls: Vec<FilterCall> = members
+            .into_iter()
+            .map(|member| FilterCall::new(member, core.connection_data().clone()))
+            .collect();
+        let result = self.serve(&mut core, &mut calls).await;
         // Whatever happened, a filter still running is dropped now, not left to hang.
-        call.drop_running();
+        calls.iter_mut().for_each(FilterCall::drop_running);
         result
     }
 
-    async fn serve<F: Filter + ?Sized>(
+    async fn serve(
         &mut self,
         core: &mut Core,
-        call: &mut FilterCall<F>,
+        calls: &mut [FilterCall],
     ) -> Result<(), ConnectionError> {
+        // Each call's state and own reply for the current event, reused from event to event.
+        let mut answers: Vec<CallAnswer> = Vec::with_capacity(calls.len());
+        let mut seqs: Vec<u64> = Vec::with_capacity(calls.len());
         loop {
             if self.shutdown.is_shutdown() && !core.in_transaction() {
                 debug!("connection {}: closing for shutdown", self.id);
                 return Ok(());
             }
-            let Some(frame) = self.read_frame(Some((core, call))).await? else {
+            let Some(frame) = self.read_frame(Some((&mut *core, &mut *calls))).await? else {
                 return Ok(());
             };
             let command = Command::decode_frame(&frame)?;
@@ -129,69 +143,123 @@ where
                 _ => core.on_command(kind, event.as_ref()),
             };
             // The event shares the frame's bytes; letting the frame go lets the decoder
-            // reuse its buffer once the filter is done with the event.
+            // reuse its buffer once the filters are done with the event.
             drop(frame);
-            call.publish(core.connection_data());
+            for call in calls.iter_mut() {
+                call.publish(core.connection_data());
+            }
             if inbound.abort_call {
-                end_call(call, true).await;
+                end_calls(calls, true).await;
             }
             let event = match (inbound.then, event) {
                 (Then::Close, _) => return Ok(()),
                 (Then::Nothing, _) | (_, None) => continue,
                 (_, Some(event)) if kind == CommandKind::Macro => {
-                    call.deliver_macro(event);
+                    for call in calls.iter_mut() {
+                        call.deliver_macro(event.clone());
+                    }
                     continue;
                 }
                 (Then::StartAndDeliver, Some(event)) => {
-                    call.start(core.message_no());
+                    for call in calls.iter_mut() {
+                        call.start(core.message_no());
+                    }
                     event
                 }
                 (Then::Deliver, Some(event)) => event,
             };
-            let (state, own) = if call.is_running() {
-                let seq = call.deliver(event);
-                match self
-                    .settle(core, call, kind == CommandKind::EndOfMessage)
-                    .await?
-                {
-                    Settled::Lost => return Ok(()),
-                    Settled::Call(state) => (state, call.take_reply(seq)),
+            seqs.clear();
+            let last = calls.iter().rposition(FilterCall::is_running);
+            let mut event = Some(event);
+            for (index, call) in calls.iter_mut().enumerate() {
+                let seq = match (&event, call.is_running()) {
+                    // The last running filter gets the event itself, the others a copy.
+                    (Some(_), true) if Some(index) == last => {
+                        event.take().map_or(0, |event| call.deliver(event))
+                    }
+                    (Some(event), true) => call.deliver(event.clone()),
+                    _ => 0,
+                };
+                seqs.push(seq);
+            }
+            answers.clear();
+            answers.resize(calls.len(), (CallState::Idle, None));
+            let at_eom = kind == CommandKind::EndOfMessage;
+            if self.settle(core, calls, &mut answers, at_eom).await? == Settled::Lost {
+                return Ok(());
+            }
+            for ((call, seq), (_, own)) in calls.iter_mut().zip(&seqs).zip(&mut answers) {
+                if *seq != 0 {
+                    *own = call.take_reply(*seq);
                 }
-            } else {
-                (CallState::Idle, None)
-            };
-            let outbound = core.answer(kind, &state, own, &mut self.out)?;
+            }
+            let outbound = core.answer(kind, &answers, &mut self.out)?;
             self.flush().await?;
             if outbound.message_over {
-                end_call(call, false).await;
+                end_calls(calls, false).await;
             }
         }
     }
 
-    /// Polls the filter until it takes the newest event and waits again, or returns
-    /// (always, at end of message, sending PROGRESS meanwhile). The socket is watched so a
-    /// closed connection drops the filter at once.
-    async fn settle<F: Filter + ?Sized>(
+    /// Polls every running filter until each takes the newest event and waits again, or
+    /// returns (always, at end of message, sending PROGRESS meanwhile), recording each
+    /// one's state in `answers`. They are polled side by side, so one busy filter delays
+    /// the answer but not the others. The socket is watched so a closed connection drops
+    /// the filters at once.
+    async fn settle(
         &mut self,
         core: &mut Core,
-        call: &mut FilterCall<F>,
+        calls: &mut [FilterCall],
+        answers: &mut [CallAnswer],
+        at_eom: bool,
+    ) -> Result<Settled, ConnectionError> {
+        // Which filters have settled; the buffer is kept to spare an allocation per event.
+        let mut settled = std::mem::take(&mut self.settled);
+        settled.clear();
+        settled.extend(calls.iter().map(|call| !call.is_running()));
+        let result = self
+            .settle_all(core, calls, answers, &mut settled, at_eom)
+            .await;
+        self.settled = settled;
+        result
+    }
+
+    async fn settle_all(
+        &mut self,
+        core: &mut Core,
+        calls: &mut [FilterCall],
+        answers: &mut [CallAnswer],
+        settled: &mut [bool],
         at_eom: bool,
     ) -> Result<Settled, ConnectionError> {
         let progress = self.config.progress_interval.filter(|_| at_eom);
-        // Made only when the filter does not finish at once, which is the common case.
+        // Made only when a filter does not finish at once, which is the common case.
         let mut progress_timer: Option<Sleep> = None;
         loop {
             let step = poll_fn(|cx| {
-                match call.poll(cx) {
-                    Poll::Ready(Polled::Idle) => return Poll::Ready(Ok(Some(CallState::Idle))),
-                    Poll::Ready(Polled::Returned(outcome)) => {
-                        core.finished(outcome);
-                        return Poll::Ready(Ok(Some(CallState::Finished)));
+                for (index, call) in calls.iter_mut().enumerate() {
+                    let Some(done) = settled.get_mut(index) else {
+                        continue;
+                    };
+                    if *done {
+                        continue;
                     }
-                    Poll::Ready(Polled::Parked(phase)) if !at_eom => {
-                        return Poll::Ready(Ok(Some(CallState::Parked(phase))));
+                    let state = match call.poll(cx) {
+                        Poll::Ready(Polled::Idle) => CallState::Idle,
+                        Poll::Ready(Polled::Returned(outcome)) => {
+                            core.finished(index, outcome);
+                            CallState::Finished
+                        }
+                        Poll::Ready(Polled::Parked(phase)) if !at_eom => CallState::Parked(phase),
+                        Poll::Ready(Polled::Parked(_)) | Poll::Pending => continue,
+                    };
+                    *done = true;
+                    if let Some((slot, _)) = answers.get_mut(index) {
+                        *slot = state;
                     }
-                    Poll::Ready(Polled::Parked(_)) | Poll::Pending => {}
+                }
+                if settled.iter().all(|done| *done) {
+                    return Poll::Ready(Ok(true));
                 }
                 loop {
                     match self.poll_read_ahead(cx) {
@@ -204,17 +272,17 @@ where
                 if let Some(interval) = progress {
                     let timer = progress_timer.get_or_insert_with(|| self.timer.sleep(interval));
                     if timer.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Ok(None));
+                        return Poll::Ready(Ok(false));
                     }
                 }
                 Poll::Pending
             })
             .await;
             match step {
-                Ok(Some(state)) => return Ok(Settled::Call(state)),
+                Ok(true) => return Ok(Settled::Done),
                 Err(None) => return Ok(Settled::Lost),
                 Err(Some(error)) => return Err(ConnectionError::Io(error)),
-                Ok(None) => {
+                Ok(false) => {
                     progress_timer = None;
                     debug!(
                         "connection {}: filter still working, sending PROGRESS",
@@ -245,9 +313,9 @@ where
     /// whole, so a trickle of bytes cannot hold a connection open. Meanwhile a running
     /// filter keeps being polled, so its own timers and background work go on; a verdict it
     /// returns is recorded and answered at the next event.
-    async fn read_frame<F: Filter + ?Sized>(
+    async fn read_frame(
         &mut self,
-        mut filter: Option<(&mut Core, &mut FilterCall<F>)>,
+        mut filters: Option<(&mut Core, &mut [FilterCall])>,
     ) -> Result<Option<Frame>, ConnectionError> {
         if let Some(frame) = self.decoder.decode()? {
             return Ok(Some(frame));
@@ -256,13 +324,15 @@ where
             .config
             .read_timeout
             .map(|timeout| self.timer.now() + timeout);
-        let in_transaction = filter
+        let in_transaction = filters
             .as_ref()
             .is_some_and(|(core, _)| core.in_transaction());
         poll_fn(|cx| {
-            if let Some((core, call)) = &mut filter {
-                if let Poll::Ready(Polled::Returned(outcome)) = call.poll(cx) {
-                    core.finished(outcome);
+            if let Some((core, calls)) = &mut filters {
+                for (index, call) in calls.iter_mut().enumerate() {
+                    if let Poll::Ready(Polled::Returned(outcome)) = call.poll(cx) {
+                        core.finished(index, outcome);
+                    }
                 }
             }
             loop {
@@ -344,10 +414,14 @@ where
     }
 }
 
-/// Ends the message's call (see [`FilterCall::end`]).
-async fn end_call<F: Filter + ?Sized>(call: &mut FilterCall<F>, abort: bool) {
+/// Ends the message's calls (see [`FilterCall::end`]); one still running when the message
+/// ends is aborted, so its awaits fail with `Error::Aborted`.
+async fn end_calls(calls: &mut [FilterCall], abort: bool) {
     poll_fn(|cx| {
-        call.end(abort, cx);
+        for call in calls.iter_mut() {
+            let running = call.is_running();
+            call.end(abort || running, cx);
+        }
         Poll::Ready(())
     })
     .await;

@@ -387,6 +387,41 @@ impl Needs {
         self
     }
 
+    /// What several filters on one connection need together: an event is sent if any of
+    /// them awaits it and gets a reply if any may answer it; actions and options add up
+    /// (required by one: required); macro lists merge per stage, each name once.
+    #[must_use]
+    pub fn union(&self, other: &Self) -> Self {
+        let mut merged = Self {
+            actions: self.actions | other.actions,
+            optional_actions: (self.optional_actions | other.optional_actions)
+                - (self.actions | other.actions),
+            events: self.events | other.events,
+            answers: (self.answers & self.events) | (other.answers & other.events),
+            options: self.options | other.options,
+            macros: self.macros.clone(),
+        };
+        for (stage, names) in &other.macros {
+            let index = merged.macros.iter().position(|(s, _)| s == stage);
+            let index = index.unwrap_or_else(|| {
+                merged.macros.push((*stage, String::new()));
+                merged.macros.len() - 1
+            });
+            let Some((_, list)) = merged.macros.get_mut(index) else {
+                continue;
+            };
+            for name in names.split_whitespace() {
+                if !list.split_whitespace().any(|n| n == name) {
+                    if !list.is_empty() {
+                        list.push(' ');
+                    }
+                    list.push_str(name);
+                }
+            }
+        }
+        merged
+    }
+
     /// The required actions ([`Needs::actions`]).
     #[must_use]
     pub fn get_actions(&self) -> Actions {

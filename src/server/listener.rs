@@ -152,7 +152,7 @@ impl<R: Runtime> Server<R> {
             owned_path,
             config,
         } = self;
-        let filter = Arc::new(filter);
+        let members = filter.into_members();
         let stop = ShutdownHandle::new();
         let builder = Builder::new(runtime.clone()).config(config.connection.clone());
         let registry = Registry::default();
@@ -183,7 +183,7 @@ impl<R: Runtime> Server<R> {
                 drop(stream);
                 continue;
             }
-            let connection = builder.serve_shared(stream, filter.clone(), stop.clone(), id);
+            let connection = builder.serve_members(stream, members.clone(), stop.clone(), id);
             let (serve, handle) = abortable(connection);
             registry.insert(id, handle);
             let registry = registry.clone();

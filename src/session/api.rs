@@ -16,7 +16,7 @@ use super::phase::Phase;
 use super::state::ConnectionState;
 use super::streams::HeaderField;
 use super::text::Text;
-use crate::proto::{Agreed, Events, MacroStage, ProtocolFlags};
+use crate::proto::{Actions, Agreed, Events, MacroStage, ProtocolFlags};
 
 /// One message's view of a milter connection, handed to the filter.
 ///
@@ -49,6 +49,8 @@ pub struct Session {
     pub(crate) too_many_headers: bool,
     /// The connection state, taken from the mailbox on first use, handed back on drop.
     pub(crate) state: Option<ConnectionState>,
+    /// The events this filter may answer (its declared answers).
+    pub(crate) answers: Events,
 }
 
 impl Drop for Session {
@@ -112,7 +114,16 @@ impl Session {
             edits: EditQueue::new(allowed).with_leading_space(exact_values),
             too_many_headers: false,
             state: None,
+            answers: Events::ALL,
         }
+    }
+
+    /// Limits edits to `allowed` and answers to `answers`: what this filter declared, on a
+    /// connection whose negotiation may serve several filters.
+    pub(crate) fn declared(mut self, allowed: Actions, answers: Events) -> Self {
+        self.edits.restrict(allowed);
+        self.answers = answers;
+        self
     }
 
     pub(crate) fn finish(mut self) -> Finished {

@@ -146,6 +146,50 @@ impl EditQueue {
         }
     }
 
+    /// The edits of several filters as one queue, in filter order over the message as the
+    /// MTA sent it: every added or inserted header and every recipient added or removed (an
+    /// identical recipient edit once); for a header two filters change or delete, for the
+    /// sender, the body and the quarantine reason, the last filter that set one decides.
+    pub(crate) fn merged<'a>(queues: impl Iterator<Item = &'a EditQueue>) -> Self {
+        let mut merged = Self::new(Actions::EMPTY);
+        let all: Vec<&EditQueue> = queues.collect();
+        for (i, queue) in all.iter().enumerate() {
+            merged.allowed |= queue.allowed;
+            merged.leading_space |= queue.leading_space;
+            let later = all.get(i + 1..).unwrap_or_default();
+            let overridden = |edit: &Edit| {
+                later
+                    .iter()
+                    .flat_map(|q| &q.edits)
+                    .any(|other| match (edit, other) {
+                        (
+                            Edit::ChangeHeader { position: a, .. },
+                            Edit::ChangeHeader { position: b, .. },
+                        ) => a == b,
+                        (Edit::ChangeFrom { .. }, Edit::ChangeFrom { .. })
+                        | (Edit::Quarantine(_), Edit::Quarantine(_)) => true,
+                        _ => false,
+                    })
+            };
+            for edit in &queue.edits {
+                let repeated = matches!(edit, Edit::AddRcpt { .. } | Edit::DeleteRcpt(_))
+                    && merged.edits.contains(edit);
+                if !overridden(edit) && !repeated {
+                    merged.edits.push(edit.clone());
+                }
+            }
+            if let Some(body) = &queue.body {
+                merged.body = Some(body.clone());
+            }
+        }
+        merged
+    }
+
+    /// Permits only `allowed` actions from now on.
+    pub(crate) fn restrict(&mut self, allowed: Actions) {
+        self.allowed = self.allowed & allowed;
+    }
+
     /// A queue for a connection where `HEADER_LEADING_SPACE` was negotiated (`exact`): header
     /// values get the separator space the MTA otherwise adds itself.
     pub(crate) fn with_leading_space(mut self, exact: bool) -> Self {

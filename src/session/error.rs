@@ -44,6 +44,9 @@ pub enum Misuse {
     ReplyCode(ReplyCodeError),
     /// A recipient or header handle belongs to another message, or its moment has passed.
     StaleHandle,
+    /// A [`FilterList`](crate::FilterList)'s `filter` method was called directly; a list
+    /// is served by a connection, which runs each member on its own session.
+    ListCalledDirectly,
 }
 
 /// Something the MTA does not give on this connection, or a limit reached.
@@ -100,6 +103,9 @@ impl fmt::Display for Misuse {
             Self::EmptyHeaderValue => f.write_str("empty header value (delete_header deletes)"),
             Self::ReplyCode(error) => write!(f, "invalid reply code: {error}"),
             Self::StaleHandle => f.write_str("handle no longer refers to the current message"),
+            Self::ListCalledDirectly => {
+                f.write_str("a filter list runs only when served on a connection")
+            }
         }
     }
 }

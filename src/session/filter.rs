@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use super::api::Session;
 use super::error::Error;
@@ -46,6 +47,57 @@ pub trait Filter: Send + Sync + 'static {
 
     /// Looks at one message and decides.
     fn filter(&self, session: &mut Session) -> impl Future<Output = Result<Verdict, Error>> + Send;
+
+    /// The filters this one stands for on a connection: itself, or a list's members.
+    #[doc(hidden)]
+    fn into_members(self) -> Vec<Member>
+    where
+        Self: Sized,
+    {
+        vec![Member::new(None, self)]
+    }
+}
+
+/// One filter of a connection, type-erased so that a list can hold filters of different
+/// types. Made by the library; not part of the public API.
+#[doc(hidden)]
+#[derive(Clone)]
+pub struct Member {
+    pub(crate) name: Option<Arc<str>>,
+    pub(crate) filter: Arc<dyn DynFilter>,
+}
+
+impl Member {
+    pub(crate) fn new<F: Filter>(name: Option<Arc<str>>, filter: F) -> Self {
+        Self {
+            name,
+            filter: Arc::new(filter),
+        }
+    }
+}
+
+impl std::fmt::Debug for Member {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Member")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// [`Filter`] in a form that can sit behind `dyn`: the future boxed.
+pub(crate) trait DynFilter: Send + Sync + 'static {
+    fn needs(&self) -> Needs;
+    fn call<'a>(&'a self, session: &'a mut Session) -> BoxFilterFuture<'a>;
+}
+
+impl<F: Filter> DynFilter for F {
+    fn needs(&self) -> Needs {
+        Filter::needs(self)
+    }
+
+    fn call<'a>(&'a self, session: &'a mut Session) -> BoxFilterFuture<'a> {
+        Box::pin(self.filter(session))
+    }
 }
 
 /// Every `async fn(&mut Session) -> Result<Verdict, E>` is a filter that asks for every

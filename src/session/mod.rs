@@ -27,7 +27,7 @@ pub use edits::{HeaderHandle, HeaderPosition, MAX_QUEUED_EDITS, SENDMAIL_HEADER_
 pub use error::{Error, Misuse, Unavailable};
 pub(crate) use event::Event;
 pub use event::{Address, Client};
-pub use filter::{BoxFilterFuture, Filter, FilterFn, FnFilter, filter_fn};
+pub use filter::{BoxFilterFuture, Filter, FilterFn, FnFilter, Member, filter_fn};
 pub(crate) use mailbox::{EventReply, Mailbox, SharedMailbox, lock};
 pub use phase::Phase;
 pub use streams::{HeaderField, Recipient};

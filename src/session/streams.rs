@@ -13,7 +13,7 @@ use super::event::Address;
 use super::mailbox::{EventReply, SharedMailbox, lock};
 use super::phase::Phase;
 use super::text::Text;
-use crate::proto::{CommandKind, ReplyCode};
+use crate::proto::{CommandKind, Events, ReplyCode};
 
 impl Session {
     /// The next recipient, or `None` once the MTA has moved past RCPT.
@@ -32,7 +32,8 @@ impl Session {
                     address: address.clone(),
                     seq: *seq,
                     mailbox: self.mailbox.clone(),
-                    answerable: self.conn.agreed.expects_reply(CommandKind::Rcpt),
+                    answerable: self.conn.agreed.expects_reply(CommandKind::Rcpt)
+                        && self.answers.contains(Events::RCPT),
                 }));
             }
             if self.phase > Phase::Rcpt {
