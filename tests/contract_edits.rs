@@ -1,7 +1,8 @@
 //! Behaviour contract, edits: every edit type and the exact packets it puts on the wire, the
 //! flush order, body replacement split into frames of at most 65535 bytes, validation when
 //! queued (actions not negotiated, invalid names and values), and edits dropped when the
-//! message is not passed. Real server on loopback, both presets.
+//! message is not passed. Real server on loopback, both presets, every runtime (see
+//! `support`).
 
 mod support;
 
@@ -10,7 +11,8 @@ use async_milter::session::HeaderPosition;
 use async_milter::testing::{Envelope, MtaKind, Profile, Reply};
 use async_milter::{Needs, Verdict};
 use support::{
-    MESSAGE, Probe, appended, envelope, filter, frame, name, profiles, report, run, serve,
+    MESSAGE, Probe, appended, envelope, filter, frame, name, on_every_runtime, profiles, report,
+    run, serve,
 };
 
 const EDIT_MESSAGE: &[u8] = b"From: a@example.com\r\nSubject: s\r\nX-Mark: one\r\nX-Mark: two\r\nTo: bob@example.net\r\n\r\nold body\r\n";
@@ -21,7 +23,7 @@ fn indexed(index: u32, rest: &[u8]) -> Vec<u8> {
     payload
 }
 
-#[test]
+on_every_runtime!(every_edit_is_flushed_in_protocol_order_with_exact_bytes);
 // One message with every edit, then its packets byte by byte: long, but one story.
 #[allow(clippy::too_many_lines)]
 fn every_edit_is_flushed_in_protocol_order_with_exact_bytes() {
@@ -155,7 +157,7 @@ fn sizes(frames: &[(u8, Vec<u8>)], kind: u8) -> Vec<usize> {
         .collect()
 }
 
-#[test]
+on_every_runtime!(a_replaced_body_is_split_into_frames_of_at_most_65535_bytes);
 fn a_replaced_body_is_split_into_frames_of_at_most_65535_bytes() {
     run(async {
         for profile in profiles() {
@@ -248,7 +250,7 @@ fn try_every_edit(s: &mut async_milter::Session) -> Vec<String> {
     ]
 }
 
-#[test]
+on_every_runtime!(edits_not_negotiated_are_refused_when_queued);
 fn edits_not_negotiated_are_refused_when_queued() {
     run(async {
         let only_headers = Needs::everything().optional_actions(Actions::ADD_HEADERS);
@@ -326,7 +328,7 @@ fn edits_not_negotiated_are_refused_when_queued() {
     });
 }
 
-#[test]
+on_every_runtime!(invalid_names_and_values_are_refused_when_queued);
 fn invalid_names_and_values_are_refused_when_queued() {
     run(async {
         for profile in profiles() {
@@ -396,7 +398,7 @@ fn invalid_names_and_values_are_refused_when_queued() {
     });
 }
 
-#[test]
+on_every_runtime!(edits_are_dropped_when_the_message_is_not_passed);
 fn edits_are_dropped_when_the_message_is_not_passed() {
     run(async {
         for profile in profiles() {

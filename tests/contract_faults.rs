@@ -2,7 +2,8 @@
 //! cancel the filter cleanly (its next await fails with `Aborted`, or its future is dropped
 //! at once on end of stream), queued edits are discarded, and a filter error or panic
 //! becomes the configured reply while the connection and every other one keep working.
-//! Real server on loopback, both presets; the filter reports through channels.
+//! Real server on loopback, both presets, every runtime (see `support`); the filter reports
+//! through channels.
 
 mod support;
 
@@ -13,8 +14,8 @@ use async_milter::testing::{Envelope, Reply};
 use async_milter::{Error, Verdict};
 use futures::join;
 use support::{
-    DropGuard, Gate, MESSAGE, Probe, appended, envelope, filter, name, profiles, report, run,
-    serve, serve_with,
+    DropGuard, Gate, MESSAGE, Probe, appended, envelope, filter, name, on_every_runtime, profiles,
+    report, run, serve, serve_with,
 };
 
 /// Reads the whole message; `Err` as the filter saw it.
@@ -34,7 +35,7 @@ enum Until {
     Body,
 }
 
-#[test]
+on_every_runtime!(abort_mid_message_fails_the_next_await_and_discards_edits);
 fn abort_mid_message_fails_the_next_await_and_discards_edits() {
     run(async {
         for profile in profiles() {
@@ -96,7 +97,7 @@ fn abort_mid_message_fails_the_next_await_and_discards_edits() {
     });
 }
 
-#[test]
+on_every_runtime!(quit_mid_message_cancels_the_filter);
 fn quit_mid_message_cancels_the_filter() {
     run(async {
         for profile in profiles() {
@@ -132,7 +133,7 @@ fn quit_mid_message_cancels_the_filter() {
     });
 }
 
-#[test]
+on_every_runtime!(end_of_stream_mid_message_drops_the_filter_and_the_server_goes_on);
 fn end_of_stream_mid_message_drops_the_filter_and_the_server_goes_on() {
     run(async {
         for profile in profiles() {
@@ -247,7 +248,7 @@ fn faults() -> [(&'static str, ReplyOf); 4] {
     ]
 }
 
-#[test]
+on_every_runtime!(filter_errors_and_panics_get_the_error_verdict_and_the_next_message_is_served);
 fn filter_errors_and_panics_get_the_error_verdict_and_the_next_message_is_served() {
     run(async {
         let custom = ReplyCode::temporary(451, "4.3.0", "filter trouble, 100% sorry").unwrap();
@@ -300,9 +301,9 @@ fn filter_errors_and_panics_get_the_error_verdict_and_the_next_message_is_served
     });
 }
 
+on_every_runtime!(a_filter_error_before_mail_fails_the_message_not_the_connection);
 /// An error before MAIL is about the message, never the connection: the session goes on
 /// and the message gets the error reply.
-#[test]
 fn a_filter_error_before_mail_fails_the_message_not_the_connection() {
     run(async {
         for profile in profiles() {

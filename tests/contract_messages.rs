@@ -1,7 +1,7 @@
 //! Behaviour contract, message flow: one filter call per message, what persists across
 //! messages and what resets, awaiting the past, events the MTA never sends, unknown SMTP
 //! commands, and negotiation from declared needs. Every test runs a real server on loopback
-//! under both the Postfix and the Sendmail preset.
+//! under both the Postfix and the Sendmail preset, on every runtime (see `support`).
 
 mod support;
 
@@ -13,8 +13,8 @@ use async_milter::session::Text;
 use async_milter::testing::{Envelope, Profile, Reply};
 use async_milter::{Needs, Verdict};
 use support::{
-    CLIENT_ADDR, CLIENT_HOST, MESSAGE, Probe, appended, envelope, filter, name, passed, profiles,
-    report, run, serve,
+    CLIENT_ADDR, CLIENT_HOST, MESSAGE, Probe, appended, envelope, filter, name, on_every_runtime,
+    passed, profiles, report, run, serve,
 };
 
 fn text(t: &Text) -> String {
@@ -37,7 +37,7 @@ struct Seen {
     subject: Option<String>,
 }
 
-#[test]
+on_every_runtime!(each_message_gets_its_own_call_connection_data_persists_message_data_resets);
 fn each_message_gets_its_own_call_connection_data_persists_message_data_resets() {
     run(async {
         for profile in profiles() {
@@ -136,7 +136,7 @@ fn each_message_gets_its_own_call_connection_data_persists_message_data_resets()
     });
 }
 
-#[test]
+on_every_runtime!(a_new_mail_without_abort_ends_the_previous_message);
 fn a_new_mail_without_abort_ends_the_previous_message() {
     run(async {
         for profile in profiles() {
@@ -199,7 +199,7 @@ fn a_new_mail_without_abort_ends_the_previous_message() {
     });
 }
 
-#[test]
+on_every_runtime!(awaiting_the_past_is_a_typed_error);
 fn awaiting_the_past_is_a_typed_error() {
     run(async {
         for profile in profiles() {
@@ -243,7 +243,7 @@ fn awaiting_the_past_is_a_typed_error() {
     });
 }
 
-#[test]
+on_every_runtime!(events_negotiated_away_are_absent);
 fn events_negotiated_away_are_absent() {
     run(async {
         for profile in profiles() {
@@ -315,11 +315,11 @@ fn events_negotiated_away_are_absent() {
     });
 }
 
+on_every_runtime!(streams_end_cleanly_when_data_and_end_of_headers_are_never_sent);
 /// A filter reading recipients and headers to their end, whatever comes after them: DATA
 /// and end of headers may be absent (a version-2 MTA sends no DATA; a filter that needs
 /// neither DATA nor end of headers has them negotiated away). The streams end with `None`,
 /// not with an error, and the filter's edits still arrive.
-#[test]
 fn streams_end_cleanly_when_data_and_end_of_headers_are_never_sent() {
     run(async {
         let without_data_eoh =
@@ -374,7 +374,7 @@ fn streams_end_cleanly_when_data_and_end_of_headers_are_never_sent() {
     });
 }
 
-#[test]
+on_every_runtime!(unknown_smtp_commands_do_not_break_the_phase_machine);
 // One scripted session per case, step by step: long, but read top to bottom.
 #[allow(clippy::too_many_lines)]
 fn unknown_smtp_commands_do_not_break_the_phase_machine() {
@@ -482,7 +482,7 @@ fn unknown_smtp_commands_do_not_break_the_phase_machine() {
     });
 }
 
-#[test]
+on_every_runtime!(negotiation_follows_declared_needs);
 fn negotiation_follows_declared_needs() {
     run(async {
         for profile in profiles() {

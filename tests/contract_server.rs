@@ -1,6 +1,7 @@
 //! Behaviour contract, server: connection limit, read timeout, maximum frame size, graceful
 //! shutdown (with a message in flight, and with a grace period that runs out), unix sockets,
-//! and PROGRESS while a filter is busy at end of message. Real sockets, both presets.
+//! and PROGRESS while a filter is busy at end of message. Real sockets, both presets, every
+//! runtime (see `support`).
 //!
 //! Where a real timeout is the subject, outcomes are checked with generous upper bounds;
 //! everything else is synchronised through channels.
@@ -13,14 +14,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_milter::connection::ConnectionConfig;
-use async_milter::server::{Server, ServerConfig};
+use async_milter::server::ServerConfig;
 use async_milter::testing::{self, ClientError, Reply};
 use async_milter::{Error, Verdict};
 use async_std::net::TcpStream;
 use futures::{AsyncReadExt, join};
 use support::{
-    DropGuard, Gate, MESSAGE, Probe, appended, envelope, filter, name, profiles, report, run,
-    serve_with, within,
+    DropGuard, Gate, MESSAGE, Probe, appended, envelope, filter, name, on_every_runtime, profiles,
+    report, run, serve_at, serve_with, within,
 };
 
 /// Accepts every message, adding a header.
@@ -58,7 +59,7 @@ async fn wait_for_close(mut stream: impl futures::AsyncRead + Unpin) {
     }
 }
 
-#[test]
+on_every_runtime!(connections_beyond_the_limit_are_closed_at_once);
 fn connections_beyond_the_limit_are_closed_at_once() {
     run(async {
         for profile in profiles() {
@@ -102,7 +103,7 @@ fn connections_beyond_the_limit_are_closed_at_once() {
     });
 }
 
-#[test]
+on_every_runtime!(a_silent_mta_is_closed_after_the_read_timeout);
 fn a_silent_mta_is_closed_after_the_read_timeout() {
     run(async {
         let timeout = Duration::from_millis(200);
@@ -148,7 +149,7 @@ fn a_silent_mta_is_closed_after_the_read_timeout() {
     });
 }
 
-#[test]
+on_every_runtime!(a_frame_over_the_maximum_closes_only_that_connection);
 fn a_frame_over_the_maximum_closes_only_that_connection() {
     run(async {
         let max = 4096;
@@ -223,7 +224,7 @@ async fn wait_until_refused(addr: std::net::SocketAddr) {
     .await;
 }
 
-#[test]
+on_every_runtime!(shutdown_lets_the_message_in_flight_finish_and_refuses_new_connections);
 fn shutdown_lets_the_message_in_flight_finish_and_refuses_new_connections() {
     run(async {
         for profile in profiles() {
@@ -235,7 +236,7 @@ fn shutdown_lets_the_message_in_flight_finish_and_refuses_new_connections() {
             )
             .await;
             let who = name(&profile);
-            let addr = harness.addr;
+            let addr = harness.addr();
             let (mut client, log) = harness.tapped(profile.clone()).await;
             support::greet(&mut client).await;
             client.mail("<a@example.com>", &[]).await.unwrap();
@@ -265,7 +266,7 @@ fn shutdown_lets_the_message_in_flight_finish_and_refuses_new_connections() {
     });
 }
 
-#[test]
+on_every_runtime!(shutdown_closes_a_stuck_connection_when_the_grace_period_ends);
 fn shutdown_closes_a_stuck_connection_when_the_grace_period_ends() {
     run(async {
         let grace = Duration::from_millis(300);
@@ -311,7 +312,7 @@ fn temp_dir() -> PathBuf {
     dir
 }
 
-#[test]
+on_every_runtime!(unix_sockets_stale_file_mode_and_removal);
 fn unix_sockets_stale_file_mode_and_removal() {
     run(async {
         for (profile, mode) in profiles().into_iter().zip([0o600, 0o666]) {
@@ -326,21 +327,18 @@ fn unix_sockets_stale_file_mode_and_removal() {
                 ..ServerConfig::default()
             };
             let spec = format!("unix:{}", path.display());
-            let server = Server::bind_with(&spec, config)
+            let harness = serve_at(&spec, accepting(), config)
                 .await
                 .expect("a stale socket is replaced");
             let permissions = std::fs::metadata(&path).unwrap().permissions();
             assert_eq!(permissions.mode() & 0o777, mode, "{who}");
-            let (stop, stopped) = futures::channel::oneshot::channel::<()>();
-            let task = async_std::task::spawn(server.serve_until(accepting(), stopped));
             let mut client = testing::connect(&spec, profile.clone()).await.unwrap();
             client.negotiate().await.unwrap();
             support::greet(&mut client).await;
             let outcome = client.send_message(&envelope(), MESSAGE).await.unwrap();
             assert_eq!(outcome.verdict, Reply::Accept, "{who}");
             client.quit().await.expect("quit");
-            stop.send(()).unwrap();
-            within("serve_until to return", task).await.unwrap();
+            harness.stop().await.expect("server stops");
             assert!(
                 !path.exists(),
                 "{who}: the socket file is removed at shutdown"
@@ -350,22 +348,24 @@ fn unix_sockets_stale_file_mode_and_removal() {
     });
 }
 
-#[test]
+on_every_runtime!(a_non_socket_file_at_the_unix_path_is_refused_and_kept);
 fn a_non_socket_file_at_the_unix_path_is_refused_and_kept() {
     run(async {
         let dir = temp_dir();
         let path = dir.join("not-a-socket");
         std::fs::write(&path, b"precious data").unwrap();
-        let result =
-            Server::bind_with(&format!("unix:{}", path.display()), ServerConfig::default()).await;
-        let error = result.expect_err("refused");
+        let spec = format!("unix:{}", path.display());
+        let result = serve_at(&spec, accepting(), ServerConfig::default()).await;
+        let Err(error) = result else {
+            panic!("binding over a regular file is refused");
+        };
         assert_eq!(error.kind(), std::io::ErrorKind::AlreadyExists);
         assert_eq!(std::fs::read(&path).unwrap(), b"precious data");
         std::fs::remove_dir_all(&dir).unwrap();
     });
 }
 
-#[test]
+on_every_runtime!(progress_is_sent_while_the_filter_is_busy_at_end_of_message);
 fn progress_is_sent_while_the_filter_is_busy_at_end_of_message() {
     run(async {
         for profile in profiles() {

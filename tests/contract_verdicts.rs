@@ -1,6 +1,7 @@
 //! Behaviour contract, verdicts: where a verdict lands for every stage it can be returned
 //! at, custom replies on the wire, per-recipient decisions and stale handles, and Skip for a
-//! filter that is done before the body. Real server on loopback, both presets.
+//! filter that is done before the body. Real server on loopback, both presets, every runtime
+//! (see `support`).
 
 mod support;
 
@@ -11,8 +12,8 @@ use async_milter::session::{HeaderHandle, Phase, Recipient};
 use async_milter::testing::{Envelope, Modification, Outcome, Reply};
 use async_milter::{Needs, Session, Verdict};
 use support::{
-    CLIENT_ADDR, CLIENT_HOST, MESSAGE, Probe, appended, envelope, filter, frame, name, profiles,
-    report, run, serve,
+    CLIENT_ADDR, CLIENT_HOST, MESSAGE, Probe, appended, envelope, filter, frame, name,
+    on_every_runtime, profiles, report, run, serve,
 };
 
 const MESSAGE_STAGES: [Phase; 7] = [
@@ -106,7 +107,7 @@ fn planned(plan: Arc<Mutex<(Phase, Verdict)>>) -> support::TestFilter {
     })
 }
 
-#[test]
+on_every_runtime!(message_verdicts_land_on_the_whole_message_at_every_stage);
 fn message_verdicts_land_on_the_whole_message_at_every_stage() {
     run(async {
         for profile in profiles() {
@@ -150,7 +151,7 @@ fn message_verdicts_land_on_the_whole_message_at_every_stage() {
     });
 }
 
-#[test]
+on_every_runtime!(connection_verdicts_at_connect_and_helo_end_the_session);
 fn connection_verdicts_at_connect_and_helo_end_the_session() {
     run(async {
         for profile in profiles() {
@@ -184,8 +185,8 @@ fn connection_verdicts_at_connect_and_helo_end_the_session() {
     });
 }
 
+on_every_runtime!(discard_before_mail_applies_to_the_first_message);
 /// Discard means nothing for a connection: at connect or HELO it waits for the message.
-#[test]
 fn discard_before_mail_applies_to_the_first_message() {
     run(async {
         for profile in profiles() {
@@ -201,7 +202,7 @@ fn discard_before_mail_applies_to_the_first_message() {
     });
 }
 
-#[test]
+on_every_runtime!(accept_before_the_body_with_and_without_queued_edits);
 fn accept_before_the_body_with_and_without_queued_edits() {
     run(async {
         for profile in profiles() {
@@ -250,7 +251,7 @@ fn accept_before_the_body_with_and_without_queued_edits() {
     });
 }
 
-#[test]
+on_every_runtime!(custom_replies_are_escaped_and_multi_line_on_the_wire);
 fn custom_replies_are_escaped_and_multi_line_on_the_wire() {
     run(async {
         for profile in profiles() {
@@ -301,7 +302,7 @@ fn custom_replies_are_escaped_and_multi_line_on_the_wire() {
     });
 }
 
-#[test]
+on_every_runtime!(recipients_are_refused_one_by_one_while_the_message_goes_on);
 fn recipients_are_refused_one_by_one_while_the_message_goes_on() {
     run(async {
         for profile in profiles() {
@@ -367,7 +368,7 @@ fn recipients_are_refused_one_by_one_while_the_message_goes_on() {
     });
 }
 
-#[test]
+on_every_runtime!(handles_used_after_their_moment_are_stale);
 fn handles_used_after_their_moment_are_stale() {
     run(async {
         for profile in profiles() {
@@ -432,7 +433,7 @@ fn handles_used_after_their_moment_are_stale() {
     });
 }
 
-#[test]
+on_every_runtime!(recipients_negotiated_as_unanswered_cannot_be_refused);
 fn recipients_negotiated_as_unanswered_cannot_be_refused() {
     run(async {
         for profile in profiles() {
@@ -477,9 +478,9 @@ fn recipients_negotiated_as_unanswered_cannot_be_refused() {
     });
 }
 
+on_every_runtime!(a_filter_done_before_the_body_skips_it_and_still_flushes_at_end_of_message);
 /// A filter done before the body: chunks are answered with Skip where negotiated (and only
 /// chunks), else with Continue; queued edits still go out at end of message.
-#[test]
 fn a_filter_done_before_the_body_skips_it_and_still_flushes_at_end_of_message() {
     run(async {
         let no_skip = Needs::everything().options(ProtocolFlags::EMPTY);
@@ -549,8 +550,8 @@ fn a_filter_done_before_the_body_skips_it_and_still_flushes_at_end_of_message() 
     });
 }
 
+on_every_runtime!(a_held_recipient_stage_verdict_without_data_lands_at_the_first_header);
 /// With no DATA (a version-2 MTA), a verdict held during RCPT lands at the first header.
-#[test]
 fn a_held_recipient_stage_verdict_without_data_lands_at_the_first_header() {
     run(async {
         for profile in profiles() {
@@ -572,9 +573,9 @@ fn a_held_recipient_stage_verdict_without_data_lands_at_the_first_header() {
     });
 }
 
+on_every_runtime!(malformed_reply_codes_are_refused_when_built);
 /// Reply codes are checked when built (4xx/5xx, enhanced class matching, no line breaks),
 /// so a filter can never put a malformed one on the wire.
-#[test]
 fn malformed_reply_codes_are_refused_when_built() {
     run(async {
         for profile in profiles() {

@@ -2,21 +2,30 @@
 //! channels to watch the filter from the test, and a stream tap that records every packet
 //! the filter sends.
 //!
+//! Every contract test runs once per runtime. A test is a plain `fn` (no `#[test]`) named in
+//! [`on_every_runtime!`], which makes the module `name` with the tests `name::async_std`,
+//! `name::tokio` and `name::smol`; a test fn nobody names is dead code, which clippy refuses.
+//! The server (accept loop and connections, so every filter) runs on that runtime; the MTA
+//! side (the test body, the kit's client and every timeout) stays on async-std, since it is
+//! the milter side that is under test.
+//!
 //! Nothing here sleeps to wait for something: the filter reports through channels, and every
 //! wait is bounded ([`within`], the kit's own per-answer timeout, [`run`]'s overall limit).
 
 // Each test binary uses a different part of this module.
 #![allow(dead_code)]
 
+use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_milter::proto::{Family, FrameDecoder};
+use async_milter::rt::{self, Runtime};
 use async_milter::server::{Server, ServerConfig, SocketSpec};
 use async_milter::testing::{
     self, Envelope, MilterClient, MilterStream, Modification, Profile, Reply,
@@ -24,7 +33,8 @@ use async_milter::testing::{
 use async_milter::{Error, Filter, Needs, Session, Verdict};
 use async_std::channel::{Receiver, Sender, unbounded};
 use async_std::net::TcpStream;
-use async_std::task::{self, JoinHandle};
+use async_std::task;
+use futures::channel::oneshot;
 use futures::future::BoxFuture;
 use futures::io::{AsyncRead, AsyncWrite};
 
@@ -47,6 +57,90 @@ pub(crate) async fn within<T>(what: &str, future: impl Future<Output = T>) -> T 
         panic!("timed out waiting for {what}");
     };
     value
+}
+
+// ===== the runtime under test =====
+
+/// The runtime a test's server runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Rt {
+    AsyncStd,
+    Tokio,
+    Smol,
+}
+
+thread_local! {
+    /// The runtime of the test running on this thread, set by [`on_runtime`].
+    static RUNTIME: Cell<Option<Rt>> = const { Cell::new(None) };
+}
+
+/// Runs `test` with its server on `rt` (the test thread's body is driven by [`run`], which
+/// polls it on this thread, so [`serve_with`] sees the setting).
+pub(crate) fn on_runtime(rt: Rt, test: fn()) {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            RUNTIME.set(None);
+        }
+    }
+    RUNTIME.set(Some(rt));
+    let _reset = Reset;
+    test();
+}
+
+/// The runtime of the running test; a test not started by [`on_every_runtime!`] fails here
+/// rather than silently serving on a default.
+pub(crate) fn runtime() -> Rt {
+    RUNTIME
+        .get()
+        .expect("contract tests serve through on_every_runtime!, which picks the runtime")
+}
+
+/// Makes one test per runtime from each plain `fn()` named: `on_every_runtime!(my_test);`
+/// gives `my_test::async_std`, `my_test::tokio` and `my_test::smol`.
+macro_rules! on_every_runtime {
+    ($($test:ident),+ $(,)?) => {$(
+        mod $test {
+            #[test]
+            fn async_std() {
+                crate::support::on_runtime(crate::support::Rt::AsyncStd, super::$test);
+            }
+
+            #[test]
+            fn tokio() {
+                crate::support::on_runtime(crate::support::Rt::Tokio, super::$test);
+            }
+
+            #[test]
+            fn smol() {
+                crate::support::on_runtime(crate::support::Rt::Smol, super::$test);
+            }
+        }
+    )+};
+}
+pub(crate) use on_every_runtime;
+
+/// One multi-thread tokio runtime per test binary, shared by its tokio tests; the server is
+/// spawned into it, so `rt::Tokio` finds the runtime it must run inside.
+fn tokio_runtime() -> &'static tokio::runtime::Runtime {
+    static TOKIO: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    TOKIO.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime")
+    })
+}
+
+/// Runs `task` in the background on `rt`: async-std's and smol's global executors, or the
+/// shared tokio runtime.
+pub(crate) fn spawn_on(rt: Rt, task: impl Future<Output = ()> + Send + 'static) {
+    match rt {
+        Rt::AsyncStd => drop(task::spawn(task)),
+        Rt::Tokio => drop(tokio_runtime().spawn(task)),
+        Rt::Smol => smol::spawn(task).detach(),
+    }
 }
 
 /// Both presets, each test runs under both.
@@ -190,33 +284,24 @@ impl Drop for DropGuard {
 
 // ===== the server =====
 
-/// A server bound on `127.0.0.1:0`, served until [`Harness::shutdown`].
+/// A server bound on `127.0.0.1:0` (or a unix socket), served until [`Harness::shutdown`].
 pub(crate) struct Harness {
-    pub(crate) addr: SocketAddr,
-    /// The bound address as a socket spec (`inet:PORT@127.0.0.1`).
+    /// The bound address as a socket spec (`inet:PORT@127.0.0.1`, `unix:PATH`).
     pub(crate) spec: String,
-    stop: Option<futures::channel::oneshot::Sender<()>>,
-    task: Option<JoinHandle<io::Result<()>>>,
+    local: SocketSpec,
+    stop: Option<oneshot::Sender<()>>,
+    /// What `serve_until` returned; cancelled if the server task panicked.
+    done: Option<oneshot::Receiver<io::Result<()>>>,
 }
 
-/// Binds `inet:0@127.0.0.1` with `config` and serves `filter` in a background task.
+/// Binds `inet:0@127.0.0.1` with `config` and serves `filter` in a background task on the
+/// test's runtime.
 pub(crate) async fn serve_with<F: Filter>(filter: F, config: ServerConfig) -> Harness {
-    let server = Server::bind_with("inet:0@127.0.0.1", config)
+    let harness = serve_at("inet:0@127.0.0.1", filter, config)
         .await
         .expect("bind loopback");
-    let spec = server.local_spec().to_string();
-    let SocketSpec::Inet(addr) = server.local_spec().clone() else {
-        panic!("bound a TCP socket");
-    };
-    assert_ne!(addr.port(), 0, "local_spec gives the real port");
-    let (stop, stopped) = futures::channel::oneshot::channel::<()>();
-    let task = task::spawn(server.serve_until(filter, stopped));
-    Harness {
-        addr,
-        spec,
-        stop: Some(stop),
-        task: Some(task),
-    }
+    assert_ne!(harness.addr().port(), 0, "local_spec gives the real port");
+    harness
 }
 
 /// [`serve_with`] with default settings.
@@ -224,7 +309,82 @@ pub(crate) async fn serve<F: Filter>(filter: F) -> Harness {
     serve_with(filter, ServerConfig::default()).await
 }
 
+/// Binds `spec` with `config` and serves `filter`, both on the test's runtime (tokio
+/// registers a listener only from inside its runtime, so binding happens in the task too).
+pub(crate) async fn serve_at<F: Filter>(
+    spec: &str,
+    filter: F,
+    config: ServerConfig,
+) -> io::Result<Harness> {
+    let (bound_tx, bound) = oneshot::channel();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let (done_tx, done) = oneshot::channel();
+    let spec = spec.to_owned();
+    let rt = runtime();
+    match rt {
+        Rt::AsyncStd => spawn_on(
+            rt,
+            bind_and_serve(
+                rt::AsyncStd,
+                spec,
+                config,
+                filter,
+                bound_tx,
+                stopped,
+                done_tx,
+            ),
+        ),
+        Rt::Tokio => spawn_on(
+            rt,
+            bind_and_serve(rt::Tokio, spec, config, filter, bound_tx, stopped, done_tx),
+        ),
+        Rt::Smol => spawn_on(
+            rt,
+            bind_and_serve(rt::Smol, spec, config, filter, bound_tx, stopped, done_tx),
+        ),
+    }
+    let local = within("the server to bind", bound)
+        .await
+        .expect("the server task reports binding")?;
+    Ok(Harness {
+        spec: local.to_string(),
+        local,
+        stop: Some(stop),
+        done: Some(done),
+    })
+}
+
+/// The server task: binds on `runtime`, reports the bound address (or the error), serves
+/// until `stopped` completes and reports what `serve_until` returned.
+async fn bind_and_serve<R: Runtime, F: Filter>(
+    runtime: R,
+    spec: String,
+    config: ServerConfig,
+    filter: F,
+    bound: oneshot::Sender<io::Result<SocketSpec>>,
+    stopped: oneshot::Receiver<()>,
+    done: oneshot::Sender<io::Result<()>>,
+) {
+    let server = match Server::bind_on(runtime, &spec, config).await {
+        Ok(server) => server,
+        Err(error) => {
+            let _ = bound.send(Err(error));
+            return;
+        }
+    };
+    let _ = bound.send(Ok(server.local_spec().clone()));
+    let _ = done.send(server.serve_until(filter, stopped).await);
+}
+
 impl Harness {
+    /// The bound TCP address.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        let SocketSpec::Inet(addr) = self.local else {
+            panic!("bound a TCP socket");
+        };
+        addr
+    }
+
     /// A negotiated client, nothing sent yet.
     pub(crate) async fn negotiated(&self, profile: Profile) -> MilterClient<MilterStream> {
         let mut client = testing::connect(&self.spec, profile)
@@ -243,7 +403,7 @@ impl Harness {
 
     /// A tapped client (every packet from the filter recorded), negotiated only.
     pub(crate) async fn tapped(&self, profile: Profile) -> (MilterClient<Tap<TcpStream>>, TapLog) {
-        let stream = within("connect", TcpStream::connect(self.addr))
+        let stream = within("connect", TcpStream::connect(self.addr()))
             .await
             .expect("connect to the server");
         stream.set_nodelay(true).expect("nodelay");
@@ -268,8 +428,10 @@ impl Harness {
 
     /// Waits until `serve_until` has returned (after [`Harness::shutdown`]).
     pub(crate) async fn stopped(&mut self) -> io::Result<()> {
-        let task = self.task.take().expect("not awaited yet");
-        within("serve_until to return", task).await
+        let done = self.done.take().expect("not awaited yet");
+        within("serve_until to return", done)
+            .await
+            .expect("the server task ends by returning, not by panicking")
     }
 }
 
