@@ -98,6 +98,8 @@ pub(crate) fn runtime() -> Rt {
 
 /// Makes one test per runtime from each plain `fn()` named: `on_every_runtime!(my_test);`
 /// gives `my_test::async_std`, `my_test::tokio` and `my_test::smol`.
+// Some test binaries share this module without running contract tests.
+#[allow(unused_macros)]
 macro_rules! on_every_runtime {
     ($($test:ident),+ $(,)?) => {$(
         mod $test {
@@ -118,6 +120,7 @@ macro_rules! on_every_runtime {
         }
     )+};
 }
+#[allow(unused_imports)]
 pub(crate) use on_every_runtime;
 
 /// One multi-thread tokio runtime per test binary, shared by its tokio tests; the server is
