@@ -9,10 +9,13 @@
 //! share one core (`taskset -c 0`): a wake-up across cores costs tens of microseconds on a
 //! virtual machine and would swamp the differences being measured.
 //!
+//! The library runs on each runtime adapter (async-std, tokio, smol), and the report starts
+//! with their full-reply rows side by side.
+//!
 //! Environment: `BENCH_QUICK=1` (a smoke test: small counts, one repetition),
 //! `BENCH_REPS=N`, `BENCH_CPU=N` (the core to pin to), `BENCH_NO_APT=1` (do not try to
 //! install libmilter-dev), `BENCH_ONLY=W1,W3` (a subset of workloads),
-//! `BENCH_SERVERS=ours,floor` (a subset of servers), `BENCH_WRAP="valgrind --tool=callgrind"`
+//! `BENCH_SERVERS=ours,ours-tokio,ours-smol,floor` (a subset of servers), `BENCH_WRAP="valgrind --tool=callgrind"`
 //! (run each server under a profiler; its figures are then the profiler's).
 //!
 //! Without `--bench` (as `cargo test --all-targets` runs it) it does nothing.
@@ -25,6 +28,7 @@
 )]
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -48,6 +52,8 @@ enum Impl {
     Ours,
     /// The library's driver on tokio's current-thread runtime (`examples/bench.rs --tokio`).
     OursTokio,
+    /// The library's driver on smol, one executor thread (`examples/bench.rs --smol`).
+    OursSmol,
     Floor,
     /// The floor's parser as async-std tasks (`examples/bench_floor.rs --async-std`).
     FloorAsyncStd,
@@ -67,6 +73,8 @@ impl ServerKind {
             (Impl::Ours, true) => "async-milter no-reply",
             (Impl::OursTokio, false) => "async-milter on tokio",
             (Impl::OursTokio, true) => "async-milter on tokio no-reply",
+            (Impl::OursSmol, false) => "async-milter on smol",
+            (Impl::OursSmol, true) => "async-milter on smol no-reply",
             (Impl::Floor, false) => "wire floor",
             (Impl::Floor, true) => "wire floor no-reply",
             (Impl::FloorAsyncStd, false) => "wire floor on async-std",
@@ -82,6 +90,8 @@ impl ServerKind {
             (Impl::Ours, true) => "ours-nr",
             (Impl::OursTokio, false) => "ours-tokio",
             (Impl::OursTokio, true) => "ours-tokio-nr",
+            (Impl::OursSmol, false) => "ours-smol",
+            (Impl::OursSmol, true) => "ours-smol-nr",
             (Impl::Floor, false) => "floor",
             (Impl::Floor, true) => "floor-nr",
             (Impl::FloorAsyncStd, false) => "floor-async-std",
@@ -135,6 +145,10 @@ impl Server {
             Impl::OursTokio => (
                 bins.ours.clone(),
                 vec![spec, "--stats-stdin".to_owned(), "--tokio".to_owned()],
+            ),
+            Impl::OursSmol => (
+                bins.ours.clone(),
+                vec![spec, "--stats-stdin".to_owned(), "--smol".to_owned()],
             ),
             Impl::Floor => (bins.floor.clone(), vec![spec, "--stats-stdin".to_owned()]),
             Impl::FloorAsyncStd => (
@@ -920,6 +934,7 @@ fn report(
     for note in notes {
         emit(&mut out, format!("Note: {note}"));
     }
+    per_runtime(&mut out, results, workloads);
     for &workload in workloads {
         emit(&mut out, String::new());
         emit(&mut out, format!("### {}", workload.describe(params)));
@@ -1103,6 +1118,80 @@ fn report(
     let _ = std::io::stdout().flush();
 }
 
+/// The library on each runtime, full replies, side by side: msgs/s (conn/s for W5) and the
+/// ratio to the wire floor in the same run.
+fn per_runtime(out: &mut String, results: &Results, workloads: &[Workload]) {
+    let runtimes: Vec<(&str, ServerKind)> = [
+        ("async-std", Impl::Ours),
+        ("tokio", Impl::OursTokio),
+        ("smol", Impl::OursSmol),
+    ]
+    .into_iter()
+    .map(|(name, imp)| {
+        (
+            name,
+            ServerKind {
+                imp,
+                no_reply: false,
+            },
+        )
+    })
+    .filter(|(_, kind)| {
+        workloads
+            .iter()
+            .any(|&wl| results.get(&(wl, *kind)).is_some_and(|s| !s.is_empty()))
+    })
+    .collect();
+    if runtimes.is_empty() {
+        return;
+    }
+    let mut line = |text: String| {
+        out.push_str(&text);
+        out.push('\n');
+    };
+    line(String::new());
+    line("### The library per runtime (full replies)".to_owned());
+    line(String::new());
+    let mut head = "| workload |".to_owned();
+    let mut rule = "|---|".to_owned();
+    for (name, _) in &runtimes {
+        let _ = write!(head, " {name} msgs/s | {name} × floor |");
+        rule.push_str("---|---|");
+    }
+    line(head);
+    line(rule);
+    for &wl in workloads {
+        let floor = results
+            .get(&(
+                wl,
+                ServerKind {
+                    imp: Impl::Floor,
+                    no_reply: false,
+                },
+            ))
+            .filter(|s| !s.is_empty())
+            .map(|f| stat(f, |s| s.rate).median);
+        let mut row = format!(
+            "| {wl:?}{} |",
+            if wl == Workload::W5 { " (conn/s)" } else { "" }
+        );
+        for (_, kind) in &runtimes {
+            match results.get(&(wl, *kind)).filter(|s| !s.is_empty()) {
+                Some(samples) => {
+                    let rate = stat(samples, |s| s.rate).median;
+                    let ratio =
+                        floor.map_or_else(|| "-".to_owned(), |f| format!("{:.2}", rate / f));
+                    let _ = write!(row, " {} | {ratio} |", fmt_num(rate));
+                }
+                None => row.push_str(" - | - |"),
+            }
+        }
+        line(row);
+    }
+    line(String::new());
+    line("async-std: its global executor; tokio: a current-thread runtime; smol: its global executor with one thread (`SMOL_THREADS` unset). All pinned to the same core as the load generator.".to_owned());
+}
+
 // ===== main =====
 
 fn env_usize(name: &str) -> Option<usize> {
@@ -1150,12 +1239,14 @@ fn main() -> Result<()> {
         (Impl::FloorAsyncStd, false),
         (Impl::Ours, false),
         (Impl::OursTokio, false),
+        (Impl::OursSmol, false),
         (Impl::Floor, true),
         (Impl::Ours, true),
         (Impl::Libmilter, false),
         (Impl::Libmilter, true),
         (Impl::FloorAsyncStd, true),
         (Impl::OursTokio, true),
+        (Impl::OursSmol, true),
     ]
     .into_iter()
     .map(|(imp, no_reply)| ServerKind { imp, no_reply })
@@ -1168,7 +1259,12 @@ fn main() -> Result<()> {
             .collect(),
         Err(_) => all
             .into_iter()
-            .filter(|s| !(matches!(s.imp, Impl::OursTokio | Impl::FloorAsyncStd) && s.no_reply))
+            .filter(|s| {
+                !(matches!(
+                    s.imp,
+                    Impl::OursTokio | Impl::OursSmol | Impl::FloorAsyncStd
+                ) && s.no_reply)
+            })
             .collect(),
     };
     // Pin after building, so the build keeps every core.

@@ -8,9 +8,15 @@
 //!   `<changed-sender@example.com>`; a subject containing "quarantine" also quarantines.
 //! - `X-Conformance-Run` headers are never touched.
 //!
-//! Run: `cargo run --example conformance [SOCKET]` (default `inet:7357@127.0.0.1`).
+//! Run: `cargo run --example conformance [SOCKET] [--runtime async-std|tokio|smol]`
+//! (default `inet:7357@127.0.0.1` on async-std).
+//!
+//! `--runtime tokio` serves on a multi-thread tokio runtime (what `#[tokio::main]` builds),
+//! `--runtime smol` on smol's global executor; the filter and the `Server` are the same.
+//! The end-to-end suite runs the conformance checks on async-std and again on tokio.
 
 use async_milter::proto::{Actions, Events, ReplyCode};
+use async_milter::rt::{AsyncStd, Runtime, Smol, Tokio};
 use async_milter::server::{Server, ServerConfig, termination_signal};
 use async_milter::session::FnFilter;
 use async_milter::{Error, Needs, Session, Verdict};
@@ -89,18 +95,46 @@ fn needs() -> Needs {
         )
 }
 
+const USAGE: &str = "usage: conformance [SOCKET] [--runtime async-std|tokio|smol]";
+
 fn main() -> std::io::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let spec = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "inet:7357@127.0.0.1".to_owned());
-    async_std::task::block_on(async {
-        let server = Server::bind_with(&spec, ServerConfig::default()).await?;
-        server
-            .serve_until(
-                FnFilter::new(conformance).with_needs(needs()),
-                termination_signal(),
-            )
-            .await
-    })
+    let mut spec = "inet:7357@127.0.0.1".to_owned();
+    let mut runtime = "async-std".to_owned();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--runtime" {
+            runtime = args.next().unwrap_or_default();
+        } else if let Some(name) = arg.strip_prefix("--runtime=") {
+            name.clone_into(&mut runtime);
+        } else if arg.starts_with("--") {
+            eprintln!("{USAGE}");
+            std::process::exit(2);
+        } else {
+            spec = arg;
+        }
+    }
+    match runtime.as_str() {
+        "async-std" => async_std::task::block_on(serve_on(AsyncStd, &spec)),
+        "tokio" => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(serve_on(Tokio, &spec)),
+        "smol" => smol::block_on(serve_on(Smol, &spec)),
+        _ => {
+            eprintln!("unknown runtime {runtime:?}; {USAGE}");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// Binds `spec` on `runtime` and serves the conformance filter until SIGINT/SIGTERM.
+async fn serve_on<R: Runtime>(runtime: R, spec: &str) -> std::io::Result<()> {
+    let server = Server::bind_on(runtime, spec, ServerConfig::default()).await?;
+    server
+        .serve_until(
+            FnFilter::new(conformance).with_needs(needs()),
+            termination_signal(),
+        )
+        .await
 }

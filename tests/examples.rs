@@ -540,7 +540,31 @@ fn conformance_message(subject: &str) -> Vec<u8> {
 
 #[test]
 fn conformance_refuses_and_edits_as_the_end_to_end_suite_expects() {
-    let example = Example::start("conformance", &[ANY_PORT]);
+    check_conformance(&[ANY_PORT]);
+}
+
+/// `--runtime tokio` (a multi-thread runtime, as the end-to-end suite runs it too) and
+/// `--runtime smol` serve the same filter.
+#[test]
+fn conformance_behaves_the_same_on_tokio_and_smol() {
+    check_conformance(&[ANY_PORT, "--runtime", "tokio"]);
+    check_conformance(&["--runtime=smol", ANY_PORT]);
+}
+
+#[test]
+fn conformance_with_an_unknown_runtime_prints_usage_and_fails() {
+    let output = Command::new(example_path("conformance"))
+        .args([ANY_PORT, "--runtime", "glommio"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("running conformance");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("async-std|tokio|smol"), "{stderr}");
+}
+
+fn check_conformance(args: &[&str]) {
+    let example = Example::start("conformance", args);
     run(async {
         for profile in [Profile::postfix(), Profile::sendmail()] {
             let mut client = example

@@ -34,6 +34,8 @@ REFMILTER = "%s %s {socket} --log {log}" % (shlex.quote(sys.executable),
 # else target/release/examples.
 BIN_DIR = os.environ.get("E2E_BIN_DIR") or "target/release/examples"
 DEFAULT_MILTER = "%s/conformance {socket}" % shlex.quote(BIN_DIR)
+# The same conformance filter served on a multi-thread tokio runtime instead of async-std.
+TOKIO_MILTER = "%s/conformance {socket} --runtime tokio" % shlex.quote(BIN_DIR)
 SCENARIOS_BIN = os.path.join(BIN_DIR, "e2e_scenarios")
 SETTLE_TIMEOUT = 60      # seconds for a queue to drain after a message was accepted
 MILTER_TIMEOUT = 60      # seconds for the milter socket to accept connections
@@ -961,6 +963,8 @@ def scenarios(args):
         Scenario("conformance-unix", unix_cases, socket="unix"),
     ]
     if not args.validate:
+        # The library's own conformance example again, on tokio (whatever --milter-cmd says).
+        out.append(Scenario("conformance-tokio", conformance_cases(), milter=TOKIO_MILTER))
         out += e2e_scenarios()
     return out
 
@@ -1035,8 +1039,8 @@ def main():
     if args.validate:
         args.milter_cmd = REFMILTER
     if not args.validate:
-        for exe in ([shlex.split(DEFAULT_MILTER)[0]] if args.milter_cmd == DEFAULT_MILTER
-                    else []) + [SCENARIOS_BIN]:
+        # conformance also runs as conformance-tokio whatever --milter-cmd is
+        for exe in [shlex.split(DEFAULT_MILTER)[0], SCENARIOS_BIN]:
             if not os.access(exe, os.X_OK):
                 print("e2e: %s not found; build it first: cargo build --release --examples"
                       " (or run with --validate for the Python reference milter)" % exe,
