@@ -23,13 +23,20 @@
 //!   message of the connection).
 //! - `slow`: at end of message of a message with subject `slow`, logs `slow: sleeping` and
 //!   sleeps 30 s before accepting (the suite kills the milter meanwhile); accepts others.
+//! - `two-filters`: two filters on one connection (a `FilterList`) edit the same headers.
+//!   `first` changes `X-Same` to `first`, deletes `X-Gone`, changes `X-Kept` to `first`,
+//!   inserts `X-Top-First: 1` at the top and adds `X-From-First: 1`; `second` changes
+//!   `X-Same` to `second`, changes `X-Gone` to `second`, deletes `X-Kept` and adds
+//!   `X-From-Second: 1`. The later filter in the list decides a header both touch, so the
+//!   message arrives with `X-Same: second`, `X-Gone: second`, no `X-Kept`, and both added
+//!   headers, `first`'s above `second`'s.
 
 use std::time::Duration;
 
 use async_milter::proto::{Actions, Events, ReplyCode};
 use async_milter::server::{Server, ServerConfig, termination_signal};
 use async_milter::session::{FnFilter, HeaderField, HeaderPosition};
-use async_milter::{Error, Needs, Session, Verdict};
+use async_milter::{Error, FilterList, Needs, Session, Verdict};
 
 /// Reads every header of the message (after the envelope) and returns them.
 async fn all_headers(session: &mut Session) -> Result<Vec<HeaderField>, Error> {
@@ -164,6 +171,39 @@ async fn slow(session: &mut Session) -> Result<Verdict, Error> {
     Ok(Verdict::Accept)
 }
 
+async fn first_of_two(session: &mut Session) -> Result<Verdict, Error> {
+    let headers = all_headers(session).await?;
+    session.end_of_message().await?;
+    if let Some(same) = find(&headers, "X-Same").first() {
+        session.change_header(same.handle, "first")?;
+    }
+    if let Some(gone) = find(&headers, "X-Gone").first() {
+        session.delete_header(gone.handle)?;
+    }
+    if let Some(kept) = find(&headers, "X-Kept").first() {
+        session.change_header(kept.handle, "first")?;
+    }
+    session.insert_header(HeaderPosition::Top, "X-Top-First", "1")?;
+    session.add_header("X-From-First", "1")?;
+    Ok(Verdict::Accept)
+}
+
+async fn second_of_two(session: &mut Session) -> Result<Verdict, Error> {
+    let headers = all_headers(session).await?;
+    session.end_of_message().await?;
+    if let Some(same) = find(&headers, "X-Same").first() {
+        session.change_header(same.handle, "second")?;
+    }
+    if let Some(gone) = find(&headers, "X-Gone").first() {
+        session.change_header(gone.handle, "second")?;
+    }
+    if let Some(kept) = find(&headers, "X-Kept").first() {
+        session.delete_header(kept.handle)?;
+    }
+    session.add_header("X-From-Second", "1")?;
+    Ok(Verdict::Accept)
+}
+
 const SCENARIOS: &[&str] = &[
     "insert-headers",
     "second-header",
@@ -172,6 +212,7 @@ const SCENARIOS: &[&str] = &[
     "connect-reject",
     "panic",
     "slow",
+    "two-filters",
 ];
 
 /// What a scenario that reads the headers and edits at end of message uses: headers, no
@@ -233,6 +274,19 @@ fn main() -> std::io::Result<()> {
             }
             "panic" => serve(spec, panic_on_subject, headers_then(Actions::EMPTY)).await,
             "slow" => serve(spec, slow, headers_then(Actions::EMPTY)).await,
+            "two-filters" => {
+                let needs = headers_then(Actions::ADD_HEADERS | Actions::CHANGE_HEADERS);
+                let list = FilterList::new()
+                    .with(
+                        "first",
+                        FnFilter::new(first_of_two).with_needs(needs.clone()),
+                    )
+                    .with("second", FnFilter::new(second_of_two).with_needs(needs));
+                Server::bind_with(spec, ServerConfig::default())
+                    .await?
+                    .serve_until(list, termination_signal())
+                    .await
+            }
             other => {
                 eprintln!(
                     "unknown scenario {other:?}; one of: {}",

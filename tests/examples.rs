@@ -771,6 +771,28 @@ X-Multi: 1\nX-Multi: 2\nX-Multi: 3\nX-Mark: m\nSubject: s\n\nbody\n";
 }
 
 #[test]
+fn e2e_two_filters_later_filter_decides_a_header_both_touch() {
+    let example = Example::start("e2e_scenarios", &["two-filters", ANY_PORT]);
+    let message = b"From: <alice@example.com>\nX-Same: orig\nX-Gone: orig\nX-Kept: orig\n\
+Subject: s\n\nbody\n";
+    run(async {
+        for profile in [Profile::postfix(), Profile::sendmail()] {
+            let kind = profile.kind;
+            let mut client = example.session(profile, Family::Inet, "127.0.0.1").await;
+            let outcome = client.send_message(&envelope(), message).await.unwrap();
+            assert_eq!(outcome.verdict, Reply::Accept, "{kind:?}");
+            let values = |name| delivered_headers(&outcome, name);
+            assert_eq!(values("X-Same"), ["second"], "{kind:?}");
+            assert_eq!(values("X-Gone"), ["second"], "{kind:?}");
+            assert!(values("X-Kept").is_empty(), "{kind:?}");
+            assert_eq!(values("X-From-First"), ["1"], "{kind:?}");
+            assert_eq!(values("X-From-Second"), ["1"], "{kind:?}");
+            client.quit().await.expect("QUIT");
+        }
+    });
+}
+
+#[test]
 fn e2e_folded_nonascii_echoes_what_arrived() {
     let example = Example::start("e2e_scenarios", &["folded-nonascii", ANY_PORT]);
     let message =

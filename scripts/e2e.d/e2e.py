@@ -908,6 +908,36 @@ def json_dump(e):
 
 
 # ------------------------------------------------------------------------------------------
+# e2e_scenarios: two-filters (a FilterList whose two filters edit the same headers)
+
+TWO_FILTERS_EXTRA = [("X-Same", "orig"), ("X-Gone", "orig"), ("X-Kept", "orig")]
+
+
+def check_two_filters(ctx):
+    s = ctx.sent[0]
+    expect_reply(ctx, "message accepted at end of DATA", s.data, klass=2)
+    m = one_copy(ctx, s)
+    if m is None:
+        return
+    nv = names_values(m)
+    names = [n for n, _ in nv]
+    x = [(n, v) for n, v in nv if n.startswith("X-") and n != "X-Conformance-Run"]
+    shown = "X- headers %s; order %s" % (x, names)
+    ctx.expect("both change X-Same: the later filter's value, X-Same: second",
+               [v for n, v in x if n == "X-Same"] == ["second"], shown)
+    ctx.expect("first deletes X-Gone, second changes it: X-Gone: second",
+               [v for n, v in x if n == "X-Gone"] == ["second"], shown)
+    ctx.expect("first changes X-Kept, second deletes it: no X-Kept",
+               [v for n, v in x if n == "X-Kept"] == [], shown)
+    ctx.expect("X-Top-First (Top, from the first filter) is the first header",
+               names[:1] == ["X-Top-First"], shown)
+    ctx.expect("both added headers, the first filter's above the second's, at the end",
+               names[-2:] == ["X-From-First", "X-From-Second"], shown)
+    ctx.expect("other headers untouched: %s" % CLIENT_HEADERS,
+               [n for n in names if n in CLIENT_HEADERS] == CLIENT_HEADERS, shown)
+
+
+# ------------------------------------------------------------------------------------------
 
 def scenario_cmd(name):
     return "%s %s {socket}" % (shlex.quote(SCENARIOS_BIN), name)
@@ -953,6 +983,11 @@ def e2e_scenarios():
                   Msg("sender@example.com", ["rcpt@example.com"], subject="after restart")],
                  check_slow, driver=drive_slow),
         ], milter=scenario_cmd("slow")),
+        Scenario("two-filters", [
+            Case("same-header", [Msg("sender@example.com", ["rcpt@example.com"],
+                                     subject="two filters", extra_headers=TWO_FILTERS_EXTRA)],
+                 check_two_filters),
+        ], milter=scenario_cmd("two-filters")),
     ]
 
 
