@@ -12,6 +12,7 @@ use async_milter::server::{Server, ServerConfig};
 use async_milter::testing::{MilterClient, Profile, Reply};
 use async_milter::{Error, Session, Verdict};
 use async_std::os::unix::net::UnixStream;
+use futures::StreamExt;
 use futures::channel::oneshot;
 use futures::future::{BoxFuture, FutureExt};
 
@@ -282,4 +283,61 @@ async fn shutdown_closes_connections_still_busy_after_the_grace_period() {
         .await
         .expect("no hang");
     assert!(reply.is_err(), "the busy connection was closed: {reply:?}");
+}
+
+#[async_std::test]
+async fn a_filter_can_ask_for_progress_itself() {
+    let clock = ManualClock::new();
+    let (mta, filter_side) = UnixStream::pair().unwrap();
+    let (first_tx, first) = oneshot::channel::<()>();
+    let (second_tx, second) = oneshot::channel::<()>();
+    let (reached_tx, reached) = futures::channel::mpsc::unbounded::<u8>();
+    let parts = std::sync::Mutex::new(Some((first, second, reached_tx)));
+    let filter = async_milter::filter_fn(move |session: &mut Session| {
+        let parts = parts.lock().unwrap().take();
+        Box::pin(async move {
+            session.progress(); // before end of message: dropped
+            session.end_of_message().await?;
+            if let Some((first, second, reached)) = parts {
+                session.progress();
+                let _ = reached.unbounded_send(1);
+                let _ = first.await;
+                session.progress();
+                let _ = reached.unbounded_send(2);
+                let _ = second.await;
+            }
+            Ok(Verdict::Accept)
+        })
+    });
+    // No timer-driven PROGRESS: every one counted comes from the filter.
+    let connection = Builder::new(clock)
+        .read_timeout(None)
+        .progress_interval(None)
+        .serve(filter_side, filter);
+    let script = async {
+        let mut client = MilterClient::new(mta, Profile::postfix());
+        client.negotiate().await.unwrap();
+        up_to_end_of_message(&mut client).await;
+        let release = async {
+            // The connection runs in this task: when the filter's report arrives, the
+            // connection has already yielded, after sending the PROGRESS asked for.
+            let mut reached = reached;
+            assert_eq!(reached.next().await, Some(1));
+            first_tx.send(()).unwrap();
+            assert_eq!(reached.next().await, Some(2));
+            second_tx.send(()).unwrap();
+        };
+        let (eom, ()) = futures::future::join(client.end_of_message(), release).await;
+        let eom = eom.unwrap();
+        assert_eq!(eom.reply, Reply::Accept);
+        assert_eq!(
+            eom.progress, 2,
+            "one PROGRESS per request at end of message"
+        );
+        client.quit().await.unwrap();
+    };
+    let (result, ()) = async_std::future::timeout(HANG, futures::future::join(connection, script))
+        .await
+        .expect("no hang");
+    assert!(result.is_ok(), "{result:?}");
 }

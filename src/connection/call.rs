@@ -94,6 +94,11 @@ impl FilterCall {
         lock(&self.mailbox).push_macro(event);
     }
 
+    /// Whether the filter asked for PROGRESS since the last look.
+    pub(crate) fn take_progress_request(&mut self) -> bool {
+        lock(&self.mailbox).take_progress_request()
+    }
+
     /// Takes the filter's own reply to command `seq` and marks the command answered.
     pub(crate) fn take_reply(&mut self, seq: u64) -> Option<EventReply> {
         lock(&self.mailbox).answer(seq)

@@ -269,6 +269,15 @@ where
                         Poll::Pending => break,
                     }
                 }
+                // A filter asked for PROGRESS itself (only end of message may be kept alive).
+                let mut asked = false;
+                for call in calls.iter_mut() {
+                    // Every request is taken, so none lingers into a later wait.
+                    asked |= call.take_progress_request();
+                }
+                if asked && at_eom {
+                    return Poll::Ready(Ok(false));
+                }
                 if let Some(interval) = progress {
                     let timer = progress_timer.get_or_insert_with(|| self.timer.sleep(interval));
                     if timer.as_mut().poll(cx).is_ready() {

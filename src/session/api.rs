@@ -306,6 +306,19 @@ impl Session {
         Ok(())
     }
 
+    /// Tells the MTA the filter is still working (PROGRESS), restarting its timeouts
+    /// (libmilter's `smfi_progress`). Only meaningful after [`Session::end_of_message`]: the
+    /// MTA accepts PROGRESS only while it waits for the end-of-message reply; earlier
+    /// requests are dropped. The connection also sends it by itself every
+    /// [`ConnectionConfig::progress_interval`](crate::ConnectionConfig::progress_interval);
+    /// call this for a keep-alive tied to the filter's own work. It goes out the next time
+    /// the filter yields.
+    pub fn progress(&mut self) {
+        if self.phase == Phase::EndOfMessage {
+            lock(&self.mailbox).request_progress();
+        }
+    }
+
     // ===== edits =====
 
     /// Adds a header below every header, on both MTAs (Sendmail's own ADDHEADER would put

@@ -42,6 +42,8 @@ pub(crate) struct Mailbox {
     parked: Option<Phase>,
     reply: Option<(u64, EventReply)>,
     aborted: bool,
+    /// The filter asked for PROGRESS to be sent now.
+    progress: bool,
 }
 
 /// Shared handle to a mailbox.
@@ -65,6 +67,7 @@ impl Mailbox {
             parked: None,
             reply: None,
             aborted: false,
+            progress: false,
         }
     }
 
@@ -138,6 +141,11 @@ impl Mailbox {
         }
     }
 
+    /// Whether the filter asked for PROGRESS since the last look; clears the request.
+    pub(crate) fn take_progress_request(&mut self) -> bool {
+        std::mem::take(&mut self.progress)
+    }
+
     /// Ends the current message: queued events are dropped and every await fails.
     pub(crate) fn abort(&mut self) {
         self.queue.clear();
@@ -147,6 +155,7 @@ impl Mailbox {
 
     /// Readies the mailbox for the next filter call.
     pub(crate) fn reset(&mut self) {
+        self.progress = false;
         self.queue.clear();
         self.waker = None;
         self.parked = None;
@@ -167,6 +176,11 @@ impl Mailbox {
     /// Sequence number of the newest command.
     pub(crate) fn seq(&self) -> u64 {
         self.seq
+    }
+
+    /// Asks the connection to send PROGRESS.
+    pub(crate) fn request_progress(&mut self) {
+        self.progress = true;
     }
 
     pub(crate) fn park(&mut self, phase: Phase, waker: &Waker) {
