@@ -75,5 +75,5 @@ pub use proto::{Actions, Events, MacroStage, Needs, ProtocolFlags, ReplyCode};
 pub use server::{Server, ServerConfig};
 pub use session::{
     Address, Client, Error, Filter, FnFilter, HeaderField, HeaderHandle, HeaderPosition, Phase,
-    Recipient, Session, Text, Verdict, filter_fn,
+    Recipient, Session, Text, UnknownCommand, Verdict, filter_fn,
 };

@@ -36,9 +36,14 @@ pub struct Session {
     pub(crate) message: u64,
     pub(crate) phase: Phase,
     pub(crate) sender: Option<Address>,
-    /// Recipients with the sequence number of their RCPT command.
-    pub(crate) recipients: Vec<(Address, u64)>,
+    /// Recipients in arrival order, with the sequence number of their RCPT command.
+    pub(crate) recipients: Vec<Arrived>,
     pub(crate) rcpt_cursor: usize,
+    /// Unknown SMTP commands of this call, with the sequence number of each.
+    pub(crate) unknown: Vec<(Text, u64)>,
+    pub(crate) unknown_cursor: usize,
+    /// How many commands of the ordered flow (CONNECT to end of message) were applied.
+    pub(crate) flow_commands: u64,
     pub(crate) headers: Vec<HeaderField>,
     pub(crate) header_cursor: usize,
     pub(crate) body_chunk: Option<Bytes>,
@@ -59,6 +64,16 @@ impl Drop for Session {
     }
 }
 
+/// A recipient as it arrived.
+#[derive(Debug)]
+pub(crate) struct Arrived {
+    pub(crate) address: Address,
+    /// The sequence number of its RCPT command.
+    pub(crate) seq: u64,
+    /// The MTA rejected it already (`{rcpt_mailer}` is `error`).
+    pub(crate) rejected: bool,
+}
+
 /// What a finished filter call leaves for the driver.
 pub(crate) struct Finished {
     pub(crate) edits: EditQueue,
@@ -69,7 +84,7 @@ pub(crate) struct Finished {
 /// does not allocate the recipient and header lists and the macro blocks anew.
 #[derive(Debug, Default)]
 pub(crate) struct Recycled {
-    recipients: Vec<(Address, u64)>,
+    recipients: Vec<Arrived>,
     headers: Vec<HeaderField>,
     macros: MacroStore,
 }
@@ -104,6 +119,9 @@ impl Session {
             sender: None,
             recipients,
             rcpt_cursor: 0,
+            unknown: Vec::new(),
+            unknown_cursor: 0,
+            flow_commands: 0,
             headers,
             header_cursor: 0,
             body_chunk: None,
@@ -268,9 +286,29 @@ impl Session {
         self.sender.as_ref()
     }
 
-    /// The recipients announced so far (await more with [`Session::next_recipient`]).
+    /// The recipients the MTA accepted so far (await more with [`Session::next_recipient`]).
     pub fn recipients(&self) -> impl Iterator<Item = &Address> {
-        self.recipients.iter().map(|(address, _)| address)
+        self.recipients
+            .iter()
+            .filter(|r| !r.rejected)
+            .map(|r| &r.address)
+    }
+
+    /// The recipients the MTA itself rejected so far: sent only to a filter that asked for
+    /// them with [`ProtocolFlags::RCPT_REJECTED`] in [`Needs::options`](crate::Needs::options)
+    /// (see [`Recipient::is_rejected`](super::Recipient::is_rejected)).
+    pub fn rejected_recipients(&self) -> impl Iterator<Item = &Address> {
+        self.recipients
+            .iter()
+            .filter(|r| r.rejected)
+            .map(|r| &r.address)
+    }
+
+    /// The unknown SMTP commands of this message so far (before MAIL: of the connection
+    /// since the previous message), as the MTA sent them: Postfix sends the command word
+    /// only, Sendmail the whole line. Await more with [`Session::next_unknown`].
+    pub fn unknown_commands(&self) -> impl Iterator<Item = &Text> {
+        self.unknown.iter().map(|(line, _)| line)
     }
 
     /// The headers seen so far, in message order (await more with [`Session::next_header`]).
@@ -482,6 +520,7 @@ impl Session {
         };
         if let Some(phase) = moved_to {
             self.phase = self.phase.max(phase);
+            self.flow_commands += 1;
         }
         match event {
             Event::Macro { stage, raw }
@@ -495,7 +534,19 @@ impl Session {
             }
             Event::Rcpt(address) => {
                 let seq = self.current_seq();
-                self.recipients.push((address, seq));
+                // What both MTAs send for a recipient they rejected themselves, when the
+                // filter asked for those (protocol reference §2.6).
+                let rejected =
+                    self.macros.get_in(MacroStage::Rcpt, "rcpt_mailer") == Some(&b"error"[..]);
+                self.recipients.push(Arrived {
+                    address,
+                    seq,
+                    rejected,
+                });
+            }
+            Event::Unknown(line) => {
+                let seq = self.current_seq();
+                self.unknown.push((line, seq));
             }
             Event::Header { name, value } => {
                 if self.headers.len() >= self.conn.max_headers {

@@ -30,6 +30,6 @@ pub use event::{Address, Client};
 pub use filter::{BoxFilterFuture, Filter, FilterFn, FnFilter, filter_fn};
 pub(crate) use mailbox::{EventReply, Mailbox, SharedMailbox, lock};
 pub use phase::Phase;
-pub use streams::{HeaderField, Recipient};
+pub use streams::{HeaderField, Recipient, UnknownCommand};
 pub use text::Text;
 pub use verdict::Verdict;
