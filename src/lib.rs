@@ -60,6 +60,7 @@
 pub mod connection;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod hooks;
 pub mod proto;
 pub mod rt;
 pub mod server;

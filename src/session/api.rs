@@ -14,7 +14,7 @@ use super::macros::MacroStore;
 use super::mailbox::{SharedMailbox, lock};
 use super::phase::Phase;
 use super::state::ConnectionState;
-use super::streams::HeaderField;
+use super::streams::{HeaderField, Recipient, UnknownCommand};
 use super::text::Text;
 use crate::proto::{Agreed, Events, MacroStage, ProtocolFlags};
 
@@ -62,6 +62,32 @@ impl Drop for Session {
             lock(&self.mailbox).return_state(state);
         }
     }
+}
+
+/// One command as [`Session::next_arrival`] hands it over.
+#[derive(Debug)]
+pub(crate) enum Arrival {
+    Connect(Client),
+    Helo(Text),
+    Mail(Address),
+    Rcpt(Recipient),
+    Data,
+    Header(HeaderField),
+    EndOfHeaders,
+    Body(Bytes),
+    /// With the data libmilter allows in the end-of-message packet, as a last body chunk.
+    EndOfMessage(Option<Bytes>),
+    Unknown(UnknownCommand),
+}
+
+/// How [`Session::next_arrival`] builds its answer for one event.
+enum Taken {
+    Now(Arrival),
+    Recipient,
+    Header,
+    Body,
+    EndOfMessage,
+    Unknown,
 }
 
 /// A recipient as it arrived.
@@ -497,6 +523,76 @@ impl Session {
             Poll::Ready(Ok(()))
         } else {
             Poll::Pending
+        }
+    }
+
+    /// Waits for the next command of any kind, applies it (with the macros before it) and
+    /// hands it over: the one-event-at-a-time primitive the hook style is built on. `wanted`
+    /// tells the driver what the caller waits for, as in [`Session::next_event`].
+    pub(crate) async fn next_arrival(&mut self, wanted: Phase) -> Result<Arrival, Error> {
+        poll_fn(|cx| self.poll_arrival(cx, wanted)).await
+    }
+
+    fn poll_arrival(
+        &mut self,
+        cx: &mut Context<'_>,
+        wanted: Phase,
+    ) -> Poll<Result<Arrival, Error>> {
+        loop {
+            let event = {
+                let mut mailbox = lock(&self.mailbox);
+                if mailbox.is_aborted() {
+                    return Poll::Ready(Err(Error::Aborted));
+                }
+                if mailbox.connection_changed(&self.conn) {
+                    self.conn = mailbox.connection_data();
+                }
+                let Some(event) = mailbox.pop() else {
+                    mailbox.park(wanted, cx.waker());
+                    return Poll::Pending;
+                };
+                event
+            };
+            // What to hand over, read from the event or, for the parts the session keeps,
+            // from the session once the event is applied.
+            let taken = match &event {
+                Event::Macro { .. } => None,
+                Event::Connect(client) => Some(Taken::Now(Arrival::Connect(client.clone()))),
+                Event::Helo(name) => Some(Taken::Now(Arrival::Helo(name.clone()))),
+                Event::Data => Some(Taken::Now(Arrival::Data)),
+                Event::EndOfHeaders => Some(Taken::Now(Arrival::EndOfHeaders)),
+                Event::Mail(address) => Some(Taken::Now(Arrival::Mail(address.clone()))),
+                Event::Rcpt(_) => Some(Taken::Recipient),
+                Event::Header { .. } => Some(Taken::Header),
+                Event::Body(_) => Some(Taken::Body),
+                Event::EndOfMessage(_) => Some(Taken::EndOfMessage),
+                Event::Unknown(_) => Some(Taken::Unknown),
+            };
+            self.apply(event);
+            if self.too_many_headers {
+                return Poll::Ready(Err(Error::Unavailable(Unavailable::TooManyHeaders(
+                    self.conn.max_headers,
+                ))));
+            }
+            let arrival = match taken {
+                None => continue,
+                Some(Taken::Now(arrival)) => arrival,
+                Some(Taken::Recipient) => Arrival::Rcpt(self.newest_recipient()),
+                Some(Taken::Header) => match self.headers.last() {
+                    Some(field) => Arrival::Header(field.clone()),
+                    None => continue,
+                },
+                Some(Taken::Body) => {
+                    self.body_chunk_fresh = false;
+                    Arrival::Body(self.body_chunk.take().unwrap_or_default())
+                }
+                Some(Taken::EndOfMessage) => {
+                    self.body_chunk_fresh = false;
+                    Arrival::EndOfMessage(self.body_chunk.take())
+                }
+                Some(Taken::Unknown) => Arrival::Unknown(self.newest_unknown()),
+            };
+            return Poll::Ready(Ok(arrival));
         }
     }
 

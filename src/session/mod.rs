@@ -20,7 +20,7 @@ mod text;
 mod verdict;
 
 pub use api::Session;
-pub(crate) use api::{Finished, Recycled};
+pub(crate) use api::{Arrival, Finished, Recycled};
 pub(crate) use connection_data::ConnectionData;
 pub(crate) use edits::{EditQueue, HeaderLayout};
 pub use edits::{HeaderHandle, HeaderPosition, MAX_QUEUED_EDITS, SENDMAIL_HEADER_TEMPLATES};

@@ -101,6 +101,25 @@ impl Session {
         }
     }
 
+    /// A handle to the newest recipient (the hook style's RCPT); every handle stays
+    /// answerable only while its command is the newest.
+    pub(crate) fn newest_recipient(&mut self) -> Recipient {
+        self.rcpt_cursor = self.recipients.len();
+        match self.recipients.last() {
+            Some(arrived) => self.recipient(arrived),
+            None => unreachable!("called after a RCPT was applied"),
+        }
+    }
+
+    /// A handle to the newest unknown command.
+    pub(crate) fn newest_unknown(&mut self) -> UnknownCommand {
+        self.unknown_cursor = self.unknown.len();
+        match self.unknown.last() {
+            Some((line, seq)) => self.unknown_command(line, *seq),
+            None => unreachable!("called after an UNKNOWN was applied"),
+        }
+    }
+
     /// The next header, or `None` at end of headers.
     ///
     /// Fails with [`Misuse::PhasePassed`](super::Misuse::PhasePassed) when called once the body has begun. A call that
