@@ -60,6 +60,7 @@
 pub mod connection;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod hooks;
 mod list;
 pub mod proto;
 pub mod rt;
@@ -77,5 +78,5 @@ pub use proto::{Actions, Events, MacroStage, Needs, ProtocolFlags, ReplyCode};
 pub use server::{Server, ServerConfig};
 pub use session::{
     Address, Client, Error, Filter, FnFilter, HeaderField, HeaderHandle, HeaderPosition, Phase,
-    Recipient, Session, Text, Verdict, filter_fn,
+    Recipient, Session, Text, UnknownCommand, Verdict, filter_fn,
 };

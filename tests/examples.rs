@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use async_milter::proto::{CommandKind, Family};
+use async_milter::proto::{Actions, CommandKind, Family, ProtocolFlags};
 use async_milter::testing::{
     ClientError, Envelope, MilterClient, Modification, MtaKind, Outcome, Profile, Reply,
 };
@@ -540,15 +540,20 @@ fn conformance_message(subject: &str) -> Vec<u8> {
 
 #[test]
 fn conformance_refuses_and_edits_as_the_end_to_end_suite_expects() {
-    check_conformance(&[ANY_PORT]);
+    check_conformance("conformance", &[ANY_PORT]);
+}
+
+#[test]
+fn conformance_hooks_behaves_exactly_as_conformance() {
+    check_conformance("conformance_hooks", &[ANY_PORT]);
 }
 
 /// `--runtime tokio` (a multi-thread runtime, as the end-to-end suite runs it too) and
 /// `--runtime smol` serve the same filter.
 #[test]
 fn conformance_behaves_the_same_on_tokio_and_smol() {
-    check_conformance(&[ANY_PORT, "--runtime", "tokio"]);
-    check_conformance(&["--runtime=smol", ANY_PORT]);
+    check_conformance("conformance", &[ANY_PORT, "--runtime", "tokio"]);
+    check_conformance("conformance", &["--runtime=smol", ANY_PORT]);
 }
 
 #[test]
@@ -563,13 +568,38 @@ fn conformance_with_an_unknown_runtime_prints_usage_and_fails() {
     assert!(stderr.contains("async-std|tokio|smol"), "{stderr}");
 }
 
-fn check_conformance(args: &[&str]) {
-    let example = Example::start("conformance", args);
+/// What the end-to-end suite checks, for `conformance` and for the same filter written
+/// another way; the negotiation is checked too, so the two ask the MTA for the same things.
+fn check_conformance(name: &'static str, args: &[&str]) {
+    let example = Example::start(name, args);
     run(async {
         for profile in [Profile::postfix(), Profile::sendmail()] {
             let mut client = example
                 .session(profile.clone(), Family::Inet, "127.0.0.1")
                 .await;
+            let negotiated = client.negotiated().expect("negotiated").clone();
+            assert_eq!(
+                negotiated.protocol,
+                ProtocolFlags::NO_UNKNOWN
+                    | ProtocolFlags::NO_DATA
+                    | ProtocolFlags::NR_CONNECT
+                    | ProtocolFlags::NR_HELO
+                    | ProtocolFlags::NR_HEADER
+                    | ProtocolFlags::NR_EOH
+                    | ProtocolFlags::NR_BODY,
+                "{name}"
+            );
+            assert_eq!(
+                negotiated.actions,
+                Actions::ADD_HEADERS
+                    | Actions::CHANGE_HEADERS
+                    | Actions::CHANGE_BODY
+                    | Actions::ADD_RCPT
+                    | Actions::DELETE_RCPT
+                    | Actions::QUARANTINE
+                    | Actions::CHANGE_FROM,
+                "{name}"
+            );
 
             let refused = Envelope::new("<Reject@Example.com>", &["<keep@example.com>"]);
             let outcome = client
@@ -640,6 +670,86 @@ fn check_conformance(args: &[&str]) {
             client.quit().await.expect("QUIT");
         }
     });
+}
+
+// ===== hooks_milter =====
+
+#[test]
+fn hooks_milter_logs_each_event_strips_internal_headers_and_archives() {
+    let mut example = Example::start("hooks_milter", &[ANY_PORT]);
+    run(async {
+        for profile in [Profile::postfix(), Profile::sendmail()] {
+            let mut client = example
+                .session(profile.clone(), Family::Inet, "192.0.2.7")
+                .await;
+            let negotiated = client.negotiated().expect("negotiated").clone();
+            assert_eq!(
+                negotiated.protocol,
+                ProtocolFlags::NR_CONNECT
+                    | ProtocolFlags::NR_HELO
+                    | ProtocolFlags::NR_MAIL
+                    | ProtocolFlags::NR_RCPT
+                    | ProtocolFlags::NR_DATA
+                    | ProtocolFlags::NR_HEADER
+                    | ProtocolFlags::NR_EOH
+                    | ProtocolFlags::NR_BODY
+                    | ProtocolFlags::NR_UNKNOWN
+            );
+            assert_eq!(client.unknown("XFOO bar").await.unwrap(), Reply::NoReply);
+            for n in 1..=2 {
+                let envelope = Envelope::new(
+                    "<alice@example.com>",
+                    &["<bob@example.net>", "<carol@example.net>"],
+                );
+                let outcome = client
+                    .send_message(
+                        &envelope,
+                        b"From: <alice@example.com>\nX-Internal: secret\nSubject: hi\n\
+                          X-Internal: more\n\nHello\n",
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(outcome.verdict, Reply::Continue);
+                let delivered = outcome.delivered.as_ref().expect("delivered");
+                assert_eq!(delivered.header("X-Internal"), None, "{outcome:?}");
+                assert_eq!(delivered.header("Subject"), Some(" hi"));
+                assert_eq!(
+                    delivered_headers(&outcome, "X-Hooks-Milter"),
+                    [format!("message {n}, 2 recipients, 7 body bytes")]
+                );
+                assert_eq!(
+                    delivered.recipient_addresses(),
+                    [
+                        "<bob@example.net>",
+                        "<carol@example.net>",
+                        "<archive@example.com>"
+                    ]
+                );
+            }
+            client.mail("<dave@example.com>", &[]).await.unwrap();
+            client.quit().await.expect("QUIT");
+            example.wait_for_line("the close hook's line", |line| {
+                line.contains("connection closed after 3 messages")
+            });
+            for event in [
+                "connect from client.example.com [192.0.2.7]",
+                "unknown command XFOO",
+                "helo client.example.com",
+                "mail from <alice@example.com>",
+                "rcpt to <carol@example.net>",
+                "data",
+                "header X-Internal: secret",
+                "end of headers",
+                "body chunk of 7 bytes",
+                "end of message",
+                "message aborted",
+            ] {
+                example.wait_for_line(event, |line| line.contains(event));
+            }
+            example.seen.clear();
+        }
+    });
+    assert!(example.terminate().success());
 }
 
 // ===== e2e_scenarios =====

@@ -37,6 +37,8 @@ DEFAULT_MILTER = "%s/conformance {socket}" % shlex.quote(BIN_DIR)
 # The same conformance filter served on a multi-thread tokio runtime instead of async-std.
 TOKIO_MILTER = "%s/conformance {socket} --runtime tokio" % shlex.quote(BIN_DIR)
 SCENARIOS_BIN = os.path.join(BIN_DIR, "e2e_scenarios")
+# The conformance filter written with hooks: every conformance check runs for it too.
+HOOKS_MILTER = "%s/conformance_hooks {socket}" % shlex.quote(BIN_DIR)
 SETTLE_TIMEOUT = 60      # seconds for a queue to drain after a message was accepted
 MILTER_TIMEOUT = 60      # seconds for the milter socket to accept connections
 
@@ -1000,6 +1002,10 @@ def scenarios(args):
     if not args.validate:
         # The library's own conformance example again, on tokio (whatever --milter-cmd says).
         out.append(Scenario("conformance-tokio", conformance_cases(), milter=TOKIO_MILTER))
+        out += [
+            Scenario("conformance_hooks", conformance_cases(), milter=HOOKS_MILTER),
+            Scenario("conformance_hooks-unix", unix_cases, milter=HOOKS_MILTER, socket="unix"),
+        ]
         out += e2e_scenarios()
     return out
 
@@ -1010,17 +1016,18 @@ def scenarios(args):
 MILTERTEST_LUA = os.path.join(HERE, "conformance.lua")
 
 
-def run_miltertest(args, report, timings):
-    """Runs conformance.lua with miltertest against the conformance filter; every
-    `CHECK ok|FAIL what` line it prints becomes one report line."""
-    name = "miltertest"
+def run_miltertest(args, report, timings, name="miltertest", milter_cmd=None):
+    """Runs conformance.lua with miltertest against the conformance filter (or another
+    `milter_cmd` with the same behaviour); every `CHECK ok|FAIL what` line it prints becomes
+    one report line."""
+    milter_cmd = milter_cmd or args.milter_cmd
     exe = shutil.which("miltertest")
     if not exe:
         report.check(name, "conformance.lua: miltertest installed", False,
                      "no miltertest binary (Debian package miltertest)")
         return
     spec = "inet:%d@127.0.0.1" % free_port()
-    milter = Milter(args.milter_cmd, spec, args.work, "miltertest")
+    milter = Milter(milter_cmd, spec, args.work, name.replace(" ", "-"))
     t0 = time.monotonic()
     try:
         try:
@@ -1052,7 +1059,7 @@ def run_miltertest(args, report, timings):
                  rc == 0 and checks > 0,
                  "exit %s after %d checks; other output: %s; milter log: %s" % (
                      rc, checks, " | ".join(other)[-400:], M.tail(milter.log, 5).strip()))
-    timings["miltertest"] = time.monotonic() - t0
+    timings[name] = time.monotonic() - t0
 
 
 # ------------------------------------------------------------------------------------------
@@ -1087,6 +1094,8 @@ def main():
     print("e2e: milter command: %s" % args.milter_cmd, flush=True)
     if not args.k or any(k in "miltertest" for k in args.k):
         run_miltertest(args, report, timings)
+        if not args.validate:
+            run_miltertest(args, report, timings, "miltertest conformance_hooks", HOOKS_MILTER)
     for mta_name in args.mta or ["postfix", "sendmail"]:
         for sc in scenarios(args):
             if args.k and not any(k in sc.name or any(k in "%s/%s" % (sc.name, c.name)

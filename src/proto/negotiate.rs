@@ -641,6 +641,9 @@ pub fn negotiate(offer: OptNeg, needs: &Needs) -> Result<Agreed, NegotiateError>
         if offered_actions.contains(Actions::SET_MACRO_LIST) {
             actions |= Actions::SET_MACRO_LIST;
             macros = complete_macro_requests(&needs.macros);
+            if protocol.contains(ProtocolFlags::RCPT_REJECTED) {
+                keep_rejection_mark(&mut macros);
+            }
         } else {
             actions = actions - Actions::SET_MACRO_LIST;
         }
@@ -662,6 +665,19 @@ pub fn negotiate(offer: OptNeg, needs: &Needs) -> Result<Agreed, NegotiateError>
         missing_events,
         macros,
     })
+}
+
+/// A filter that asked for rejected recipients tells them apart by `{rcpt_mailer}` being
+/// `error` (protocol reference §2.6); a RCPT list of its own must keep that macro.
+fn keep_rejection_mark(macros: &mut [(MacroStage, String)]) {
+    for (stage, names) in macros.iter_mut() {
+        let named = names
+            .split(|c: char| c == ',' || c.is_ascii_whitespace())
+            .any(|name| name == "{rcpt_mailer}" || name == "rcpt_mailer");
+        if *stage == MacroStage::Rcpt && !named {
+            names.push_str(" {rcpt_mailer}");
+        }
+    }
 }
 
 /// The stages whose default list carries the queue id `i` on Sendmail (MAIL, and its values
@@ -711,4 +727,27 @@ fn complete_macro_requests(requested: &[(MacroStage, String)]) -> Vec<(MacroStag
         macros.push((MacroStage::EndOfMessage, "i".to_owned()));
     }
     macros
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rcpt_list_keeps_the_rejection_mark_when_rejected_recipients_are_asked_for() {
+        let needs = Needs::new()
+            .events(Events::RCPT)
+            .options(ProtocolFlags::RCPT_REJECTED)
+            .macros(MacroStage::Rcpt, "{rcpt_addr}");
+        let agreed = negotiate(OptNeg::VERSION_6, &needs).unwrap();
+        assert_eq!(
+            agreed.macros,
+            [(MacroStage::Rcpt, "i {rcpt_addr} {rcpt_mailer}".to_owned())]
+        );
+        let plain = negotiate(OptNeg::VERSION_6, &needs.options(ProtocolFlags::EMPTY)).unwrap();
+        assert_eq!(
+            plain.macros,
+            [(MacroStage::Rcpt, "i {rcpt_addr}".to_owned())]
+        );
+    }
 }

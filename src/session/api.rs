@@ -14,7 +14,7 @@ use super::macros::MacroStore;
 use super::mailbox::{SharedMailbox, lock};
 use super::phase::Phase;
 use super::state::ConnectionState;
-use super::streams::HeaderField;
+use super::streams::{HeaderField, Recipient, UnknownCommand};
 use super::text::Text;
 use crate::proto::{Actions, Agreed, Events, MacroStage, ProtocolFlags};
 
@@ -36,9 +36,14 @@ pub struct Session {
     pub(crate) message: u64,
     pub(crate) phase: Phase,
     pub(crate) sender: Option<Address>,
-    /// Recipients with the sequence number of their RCPT command.
-    pub(crate) recipients: Vec<(Address, u64)>,
+    /// Recipients in arrival order, with the sequence number of their RCPT command.
+    pub(crate) recipients: Vec<Arrived>,
     pub(crate) rcpt_cursor: usize,
+    /// Unknown SMTP commands of this call, with the sequence number of each.
+    pub(crate) unknown: Vec<(Text, u64)>,
+    pub(crate) unknown_cursor: usize,
+    /// How many commands of the ordered flow (CONNECT to end of message) were applied.
+    pub(crate) flow_commands: u64,
     pub(crate) headers: Vec<HeaderField>,
     pub(crate) header_cursor: usize,
     pub(crate) body_chunk: Option<Bytes>,
@@ -61,6 +66,42 @@ impl Drop for Session {
     }
 }
 
+/// One command as [`Session::next_arrival`] hands it over.
+#[derive(Debug)]
+pub(crate) enum Arrival {
+    Connect(Client),
+    Helo(Text),
+    Mail(Address),
+    Rcpt(Recipient),
+    Data,
+    Header(HeaderField),
+    EndOfHeaders,
+    Body(Bytes),
+    /// With the data libmilter allows in the end-of-message packet, as a last body chunk.
+    EndOfMessage(Option<Bytes>),
+    Unknown(UnknownCommand),
+}
+
+/// How [`Session::next_arrival`] builds its answer for one event.
+enum Taken {
+    Now(Arrival),
+    Recipient,
+    Header,
+    Body,
+    EndOfMessage,
+    Unknown,
+}
+
+/// A recipient as it arrived.
+#[derive(Debug)]
+pub(crate) struct Arrived {
+    pub(crate) address: Address,
+    /// The sequence number of its RCPT command.
+    pub(crate) seq: u64,
+    /// The MTA rejected it already (`{rcpt_mailer}` is `error`).
+    pub(crate) rejected: bool,
+}
+
 /// What a finished filter call leaves for the driver.
 pub(crate) struct Finished {
     pub(crate) edits: EditQueue,
@@ -71,7 +112,7 @@ pub(crate) struct Finished {
 /// does not allocate the recipient and header lists and the macro blocks anew.
 #[derive(Debug, Default)]
 pub(crate) struct Recycled {
-    recipients: Vec<(Address, u64)>,
+    recipients: Vec<Arrived>,
     headers: Vec<HeaderField>,
     macros: MacroStore,
 }
@@ -106,6 +147,9 @@ impl Session {
             sender: None,
             recipients,
             rcpt_cursor: 0,
+            unknown: Vec::new(),
+            unknown_cursor: 0,
+            flow_commands: 0,
             headers,
             header_cursor: 0,
             body_chunk: None,
@@ -279,9 +323,29 @@ impl Session {
         self.sender.as_ref()
     }
 
-    /// The recipients announced so far (await more with [`Session::next_recipient`]).
+    /// The recipients the MTA accepted so far (await more with [`Session::next_recipient`]).
     pub fn recipients(&self) -> impl Iterator<Item = &Address> {
-        self.recipients.iter().map(|(address, _)| address)
+        self.recipients
+            .iter()
+            .filter(|r| !r.rejected)
+            .map(|r| &r.address)
+    }
+
+    /// The recipients the MTA itself rejected so far: sent only to a filter that asked for
+    /// them with [`ProtocolFlags::RCPT_REJECTED`] in [`Needs::options`](crate::Needs::options)
+    /// (see [`Recipient::is_rejected`](super::Recipient::is_rejected)).
+    pub fn rejected_recipients(&self) -> impl Iterator<Item = &Address> {
+        self.recipients
+            .iter()
+            .filter(|r| r.rejected)
+            .map(|r| &r.address)
+    }
+
+    /// The unknown SMTP commands of this message so far (before MAIL: of the connection
+    /// since the previous message), as the MTA sent them: Postfix sends the command word
+    /// only, Sendmail the whole line. Await more with [`Session::next_unknown`].
+    pub fn unknown_commands(&self) -> impl Iterator<Item = &Text> {
+        self.unknown.iter().map(|(line, _)| line)
     }
 
     /// The headers seen so far, in message order (await more with [`Session::next_header`]).
@@ -486,6 +550,76 @@ impl Session {
         }
     }
 
+    /// Waits for the next command of any kind, applies it (with the macros before it) and
+    /// hands it over: the one-event-at-a-time primitive the hook style is built on. `wanted`
+    /// tells the driver what the caller waits for, as in [`Session::next_event`].
+    pub(crate) async fn next_arrival(&mut self, wanted: Phase) -> Result<Arrival, Error> {
+        poll_fn(|cx| self.poll_arrival(cx, wanted)).await
+    }
+
+    fn poll_arrival(
+        &mut self,
+        cx: &mut Context<'_>,
+        wanted: Phase,
+    ) -> Poll<Result<Arrival, Error>> {
+        loop {
+            let event = {
+                let mut mailbox = lock(&self.mailbox);
+                if mailbox.is_aborted() {
+                    return Poll::Ready(Err(Error::Aborted));
+                }
+                if mailbox.connection_changed(&self.conn) {
+                    self.conn = mailbox.connection_data();
+                }
+                let Some(event) = mailbox.pop() else {
+                    mailbox.park(wanted, cx.waker());
+                    return Poll::Pending;
+                };
+                event
+            };
+            // What to hand over, read from the event or, for the parts the session keeps,
+            // from the session once the event is applied.
+            let taken = match &event {
+                Event::Macro { .. } => None,
+                Event::Connect(client) => Some(Taken::Now(Arrival::Connect(client.clone()))),
+                Event::Helo(name) => Some(Taken::Now(Arrival::Helo(name.clone()))),
+                Event::Data => Some(Taken::Now(Arrival::Data)),
+                Event::EndOfHeaders => Some(Taken::Now(Arrival::EndOfHeaders)),
+                Event::Mail(address) => Some(Taken::Now(Arrival::Mail(address.clone()))),
+                Event::Rcpt(_) => Some(Taken::Recipient),
+                Event::Header { .. } => Some(Taken::Header),
+                Event::Body(_) => Some(Taken::Body),
+                Event::EndOfMessage(_) => Some(Taken::EndOfMessage),
+                Event::Unknown(_) => Some(Taken::Unknown),
+            };
+            self.apply(event);
+            if self.too_many_headers {
+                return Poll::Ready(Err(Error::Unavailable(Unavailable::TooManyHeaders(
+                    self.conn.max_headers,
+                ))));
+            }
+            let arrival = match taken {
+                None => continue,
+                Some(Taken::Now(arrival)) => arrival,
+                Some(Taken::Recipient) => Arrival::Rcpt(self.newest_recipient()),
+                Some(Taken::Header) => match self.headers.last() {
+                    Some(field) => Arrival::Header(field.clone()),
+                    None => continue,
+                },
+                Some(Taken::Body) => {
+                    self.body_chunk_fresh = false;
+                    Arrival::Body(self.body_chunk.take().unwrap_or_default())
+                }
+                Some(Taken::EndOfMessage) => {
+                    self.body_chunk_fresh = false;
+                    Arrival::EndOfMessage(self.body_chunk.take())
+                }
+                Some(Taken::Unknown) => Arrival::Unknown(self.newest_unknown()),
+            };
+            return Poll::Ready(Ok(arrival));
+        }
+    }
+
     /// The sequence number of the newest command.
     pub(crate) fn current_seq(&self) -> u64 {
         lock(&self.mailbox).seq()
@@ -506,6 +640,7 @@ impl Session {
         };
         if let Some(phase) = moved_to {
             self.phase = self.phase.max(phase);
+            self.flow_commands += 1;
         }
         match event {
             Event::Macro { stage, raw }
@@ -519,7 +654,19 @@ impl Session {
             }
             Event::Rcpt(address) => {
                 let seq = self.current_seq();
-                self.recipients.push((address, seq));
+                // What both MTAs send for a recipient they rejected themselves, when the
+                // filter asked for those (protocol reference §2.6).
+                let rejected =
+                    self.macros.get_in(MacroStage::Rcpt, "rcpt_mailer") == Some(&b"error"[..]);
+                self.recipients.push(Arrived {
+                    address,
+                    seq,
+                    rejected,
+                });
+            }
+            Event::Unknown(line) => {
+                let seq = self.current_seq();
+                self.unknown.push((line, seq));
             }
             Event::Header { name, value } => {
                 if self.headers.len() >= self.conn.max_headers {

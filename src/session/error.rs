@@ -35,6 +35,9 @@ pub enum Misuse {
     /// The filter answered an event it declared it does not answer (`Needs::answers`), so
     /// the MTA was told not to wait for a reply.
     Unanswerable(Phase),
+    /// The filter answered an unknown SMTP command without declaring `UNKNOWN` in
+    /// `Needs::answers`, so the MTA was told not to wait for a reply.
+    UnknownUnanswerable,
     /// An edit or reply holds a value that cannot go on the wire.
     InvalidValue(EncodeError),
     /// `change_header` with an empty value (the protocol's way to delete; call
@@ -62,6 +65,9 @@ pub enum Unavailable {
     /// The message has more headers than the connection allows
     /// (`ConnectionConfig::max_headers`); the message gets the error reply.
     TooManyHeaders(usize),
+    /// The MTA does not send unknown SMTP commands on this connection: the filter did not
+    /// declare `Events::UNKNOWN`, or the protocol version is below 3.
+    UnknownNotSent,
 }
 
 impl Error {
@@ -99,6 +105,9 @@ impl fmt::Display for Misuse {
                 write!(f, "awaited {wanted} but the conversation is at {current}")
             }
             Self::Unanswerable(phase) => write!(f, "{phase} was negotiated as not answered"),
+            Self::UnknownUnanswerable => {
+                f.write_str("unknown commands were negotiated as not answered")
+            }
             Self::InvalidValue(error) => write!(f, "invalid value: {error}"),
             Self::EmptyHeaderValue => f.write_str("empty header value (delete_header deletes)"),
             Self::ReplyCode(error) => write!(f, "invalid reply code: {error}"),
@@ -118,6 +127,9 @@ impl fmt::Display for Unavailable {
                 write!(f, "edit needs {actions:?}, which was not negotiated")
             }
             Self::TooManyHeaders(max) => write!(f, "message has more than {max} headers"),
+            Self::UnknownNotSent => {
+                f.write_str("the MTA does not send unknown commands on this connection")
+            }
         }
     }
 }

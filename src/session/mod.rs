@@ -20,7 +20,7 @@ mod text;
 mod verdict;
 
 pub use api::Session;
-pub(crate) use api::{Finished, Recycled};
+pub(crate) use api::{Arrival, Finished, Recycled};
 pub(crate) use connection_data::ConnectionData;
 pub(crate) use edits::{EditQueue, HeaderLayout};
 pub use edits::{HeaderHandle, HeaderPosition, MAX_QUEUED_EDITS, SENDMAIL_HEADER_TEMPLATES};
@@ -30,6 +30,6 @@ pub use event::{Address, Client};
 pub use filter::{BoxFilterFuture, Filter, FilterFn, FnFilter, Member, filter_fn};
 pub(crate) use mailbox::{EventReply, Mailbox, SharedMailbox, lock};
 pub use phase::Phase;
-pub use streams::{HeaderField, Recipient};
+pub use streams::{HeaderField, Recipient, UnknownCommand};
 pub use text::Text;
 pub use verdict::Verdict;

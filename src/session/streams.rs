@@ -6,9 +6,9 @@
 
 use bytes::Bytes;
 
-use super::api::Session;
+use super::api::{Arrived, Session};
 use super::edits::HeaderHandle;
-use super::error::{Error, Misuse};
+use super::error::{Error, Misuse, Unavailable};
 use super::event::Address;
 use super::mailbox::{EventReply, SharedMailbox, lock};
 use super::phase::Phase;
@@ -26,20 +26,99 @@ impl Session {
             return Err(Error::phase_passed(Phase::Rcpt, self.phase));
         }
         loop {
-            if let Some((address, seq)) = self.recipients.get(self.rcpt_cursor) {
+            if let Some(arrived) = self.recipients.get(self.rcpt_cursor) {
+                let recipient = self.recipient(arrived);
                 self.rcpt_cursor += 1;
-                return Ok(Some(Recipient {
-                    address: address.clone(),
-                    seq: *seq,
-                    mailbox: self.mailbox.clone(),
-                    answerable: self.conn.agreed.expects_reply(CommandKind::Rcpt)
-                        && self.answers.contains(Events::RCPT),
-                }));
+                return Ok(Some(recipient));
             }
             if self.phase > Phase::Rcpt {
                 return Ok(None);
             }
             self.next_event(Phase::Rcpt).await?;
+        }
+    }
+
+    /// The next unknown SMTP command, or `None` when the conversation moves on first.
+    ///
+    /// Returns at once a command that arrived and was not returned yet; otherwise waits
+    /// until one arrives, or until a command of the ordered flow (HELO, MAIL, RCPT, DATA…)
+    /// arrives first, which gives `None` ([`Session::phase`] tells where the conversation
+    /// is). From DATA on no SMTP command can arrive before end of message, so it gives
+    /// `None` at once. To answer every unknown command before the message content:
+    ///
+    /// ```
+    /// use async_milter::{Error, Phase, ReplyCode, Session, Verdict};
+    ///
+    /// async fn no_extensions(session: &mut Session) -> Result<Verdict, Error> {
+    ///     while session.phase() < Phase::Data {
+    ///         if let Some(command) = session.next_unknown().await? {
+    ///             command.reply(ReplyCode::permanent(502, "5.5.1", "not here")?)?;
+    ///         }
+    ///     }
+    ///     Ok(Verdict::Continue)
+    /// }
+    /// ```
+    ///
+    /// The filter must declare [`Events::UNKNOWN`](crate::Events::UNKNOWN) (and, to
+    /// answer, list it in [`Needs::answers`](crate::Needs::answers)); otherwise, or below
+    /// protocol version 3, it fails with
+    /// [`Unavailable::UnknownNotSent`](super::Unavailable::UnknownNotSent).
+    pub async fn next_unknown(&mut self) -> Result<Option<UnknownCommand>, Error> {
+        if !self.conn.agreed.sends(Events::UNKNOWN) {
+            return Err(Error::Unavailable(Unavailable::UnknownNotSent));
+        }
+        let flow_before = self.flow_commands;
+        loop {
+            if let Some((line, seq)) = self.unknown.get(self.unknown_cursor) {
+                let command = self.unknown_command(line, *seq);
+                self.unknown_cursor += 1;
+                return Ok(Some(command));
+            }
+            if self.flow_commands != flow_before || self.phase >= Phase::Data {
+                return Ok(None);
+            }
+            let wanted = self.phase.max(Phase::Connect);
+            self.next_event(wanted).await?;
+        }
+    }
+
+    fn recipient(&self, arrived: &Arrived) -> Recipient {
+        Recipient {
+            address: arrived.address.clone(),
+            seq: arrived.seq,
+            rejected: arrived.rejected,
+            mailbox: self.mailbox.clone(),
+            answerable: self.conn.agreed.expects_reply(CommandKind::Rcpt)
+                && self.answers.contains(Events::RCPT),
+        }
+    }
+
+    fn unknown_command(&self, line: &Text, seq: u64) -> UnknownCommand {
+        UnknownCommand {
+            line: line.clone(),
+            seq,
+            mailbox: self.mailbox.clone(),
+            answerable: self.conn.agreed.expects_reply(CommandKind::Unknown)
+                && self.answers.contains(Events::UNKNOWN),
+        }
+    }
+
+    /// A handle to the newest recipient (the hook style's RCPT); every handle stays
+    /// answerable only while its command is the newest.
+    pub(crate) fn newest_recipient(&mut self) -> Recipient {
+        self.rcpt_cursor = self.recipients.len();
+        match self.recipients.last() {
+            Some(arrived) => self.recipient(arrived),
+            None => unreachable!("called after a RCPT was applied"),
+        }
+    }
+
+    /// A handle to the newest unknown command.
+    pub(crate) fn newest_unknown(&mut self) -> UnknownCommand {
+        self.unknown_cursor = self.unknown.len();
+        match self.unknown.last() {
+            Some((line, seq)) => self.unknown_command(line, *seq),
+            None => unreachable!("called after an UNKNOWN was applied"),
         }
     }
 
@@ -90,8 +169,25 @@ impl Session {
 pub struct Recipient {
     address: Address,
     seq: u64,
+    rejected: bool,
     mailbox: SharedMailbox,
     answerable: bool,
+}
+
+/// Records the filter's reply to command `seq`, if the filter may answer it and it is still
+/// the newest command.
+fn answer_command(
+    mailbox: &SharedMailbox,
+    seq: u64,
+    answerable: Result<(), Misuse>,
+    reply: EventReply,
+) -> Result<(), Error> {
+    answerable?;
+    if lock(mailbox).set_reply(seq, reply) {
+        Ok(())
+    } else {
+        Err(Error::Misuse(Misuse::StaleHandle))
+    }
 }
 
 impl Recipient {
@@ -107,15 +203,25 @@ impl Recipient {
         &self.address
     }
 
+    /// Whether the MTA rejected this recipient itself before the filter saw it (its
+    /// `{rcpt_mailer}` macro is `error`; `{rcpt_host}` holds the status code and
+    /// `{rcpt_addr}` the text, readable with [`Session::macro_str`] while it is the newest
+    /// recipient). Such recipients arrive only for a filter that asked for them with
+    /// [`ProtocolFlags::RCPT_REJECTED`](crate::ProtocolFlags::RCPT_REJECTED) in
+    /// [`Needs::options`](crate::Needs::options); they stay rejected whatever the filter
+    /// answers.
+    #[must_use]
+    pub fn is_rejected(&self) -> bool {
+        self.rejected
+    }
+
     fn answer(&self, reply: EventReply) -> Result<(), Error> {
-        if !self.answerable {
-            return Err(Error::Misuse(Misuse::Unanswerable(Phase::Rcpt)));
-        }
-        if lock(&self.mailbox).set_reply(self.seq, reply) {
+        let answerable = if self.answerable {
             Ok(())
         } else {
-            Err(Error::Misuse(Misuse::StaleHandle))
-        }
+            Err(Misuse::Unanswerable(Phase::Rcpt))
+        };
+        answer_command(&self.mailbox, self.seq, answerable, reply)
     }
 
     /// Rejects this recipient with the MTA's default 5xx reply.
@@ -129,6 +235,51 @@ impl Recipient {
     }
 
     /// Refuses this recipient with a custom reply (4xx or 5xx).
+    pub fn reply(&self, reply: ReplyCode) -> Result<(), Error> {
+        self.answer(EventReply::Reply(reply))
+    }
+}
+
+// ===== unknown commands =====
+
+/// An SMTP command the MTA did not recognise; while it is the newest command, the filter
+/// can refuse it (the refusal changes only the SMTP reply to that command).
+#[derive(Debug, Clone)]
+pub struct UnknownCommand {
+    line: Text,
+    seq: u64,
+    mailbox: SharedMailbox,
+    answerable: bool,
+}
+
+impl UnknownCommand {
+    /// The command as the MTA sent it: Postfix sends the command word only (`XFOO`),
+    /// Sendmail the whole line (`XFOO bar baz`).
+    #[must_use]
+    pub fn line(&self) -> &Text {
+        &self.line
+    }
+
+    fn answer(&self, reply: EventReply) -> Result<(), Error> {
+        let answerable = if self.answerable {
+            Ok(())
+        } else {
+            Err(Misuse::UnknownUnanswerable)
+        };
+        answer_command(&self.mailbox, self.seq, answerable, reply)
+    }
+
+    /// Refuses the command with the MTA's default 5xx reply.
+    pub fn reject(&self) -> Result<(), Error> {
+        self.answer(EventReply::Reject)
+    }
+
+    /// Refuses the command with the MTA's default 4xx reply.
+    pub fn tempfail(&self) -> Result<(), Error> {
+        self.answer(EventReply::Tempfail)
+    }
+
+    /// Refuses the command with a custom reply (4xx or 5xx).
     pub fn reply(&self, reply: ReplyCode) -> Result<(), Error> {
         self.answer(EventReply::Reply(reply))
     }

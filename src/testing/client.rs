@@ -27,6 +27,8 @@ pub(crate) struct SessionState {
     pub(crate) queue_id_known: bool,
     pub(crate) mail_addr: Option<String>,
     pub(crate) rcpt_addr: Option<String>,
+    /// Set while a recipient the MTA rejected is being sent: its status and text.
+    pub(crate) rcpt_rejection: Option<(String, String)>,
     pub(crate) msg_id: Option<String>,
 }
 
@@ -250,6 +252,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MilterClient<S> {
         Ok(reply)
     }
 
+    /// RCPT TO for a recipient the MTA rejected itself, sent the way Postfix and Sendmail
+    /// send it to a filter that negotiated `RCPT_REJ` (§2.6): `{rcpt_mailer}` is `error`,
+    /// `{rcpt_host}` the enhanced status code and `{rcpt_addr}` the text of `smtp_reply`
+    /// (such as `"550 5.1.1 <x@example.com>: Recipient address rejected"`). Without
+    /// `RCPT_REJ` nothing is sent ([`Reply::NotSent`]), as the MTAs do. The filter's answer
+    /// changes nothing for the MTA, so it neither ends the transaction nor reveals the queue
+    /// ID.
+    pub async fn rcpt_rejected(
+        &mut self,
+        rcpt: &str,
+        args: &[&str],
+        smtp_reply: &str,
+    ) -> Result<Reply, ClientError> {
+        let negotiated = self.before_command()?;
+        if !negotiated.protocol.contains(ProtocolFlags::RCPT_REJECTED) {
+            return Ok(Reply::NotSent);
+        }
+        let rest = smtp_reply.get(4..).unwrap_or("");
+        let (status, text) = rest.split_once(' ').unwrap_or((rest, ""));
+        self.state.rcpt_addr = Some(rcpt.to_owned());
+        self.state.rcpt_rejection = Some((status.to_owned(), text.to_owned()));
+        let args: Vec<WireStr<'_>> = args.iter().map(|a| WireStr::from(*a)).collect();
+        let reply = self
+            .step(&Command::Rcpt(EnvelopeCommand::new(rcpt.into(), &args)))
+            .await;
+        self.state.rcpt_rejection = None;
+        reply
+    }
+
     /// DATA.
     pub async fn data(&mut self) -> Result<Reply, ClientError> {
         self.step(&Command::Data).await
@@ -431,6 +462,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MilterClient<S> {
 
     /// Session and transaction effects of a reply (see the type docs).
     async fn after_reply(&mut self, kind: CommandKind, reply: &Reply) -> Result<(), ClientError> {
+        if kind == CommandKind::Rcpt && self.state.rcpt_rejection.is_some() {
+            // The MTA ignores the answer for a recipient it rejected itself.
+            return Ok(());
+        }
         let connection_level = matches!(kind, CommandKind::Connect | CommandKind::Helo)
             && matches!(
                 reply,
@@ -618,6 +653,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MilterClient<S> {
             return Some(value.clone());
         }
         let state = &self.state;
+        if let Some((status, text)) = &state.rcpt_rejection {
+            match bare {
+                "rcpt_mailer" => return Some("error".to_owned()),
+                "rcpt_host" => return Some(status.clone()),
+                "rcpt_addr" => return Some(text.clone()),
+                _ => {}
+            }
+        }
         let mailer = match self.profile.kind {
             MtaKind::Postfix => "smtp",
             MtaKind::Sendmail => "esmtp",
