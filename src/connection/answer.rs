@@ -1,4 +1,5 @@
-//! What to answer an event: the pure part of the connection driver, tested as a table.
+//! What to answer an event: one filter's answer from its state, and the merge of several
+//! filters' answers; pure functions, tested as tables.
 
 use crate::session::{EventReply, Phase, Verdict};
 

@@ -3,10 +3,13 @@
 //! | file | concern |
 //! |---|---|
 //! | `core` | the protocol state: negotiation result, message boundaries, which MTA, queue id, verdict bookkeeping, what to answer and whether (no I/O, no runtime, no clock) |
-//! | `answer` | the answer to one event, as a pure function of the filter's state |
+//! | `answer` | one filter's answer to an event, and the merge of several filters' answers |
 //! | `call` | the life of one filter call: start, poll, park, finish, panic capture, recycling |
 //! | `driver` | the socket loop: frames in, answers out, timers |
 //! | `builder` | serving a connection directly, with its graceful-shutdown handle |
+//! | `shutdown` | the graceful-shutdown handle a connection and a server share |
+//! | `config` | the settings and their defaults |
+//! | `error` | why a connection ended abnormally |
 
 mod answer;
 mod builder;
