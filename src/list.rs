@@ -18,7 +18,9 @@ use crate::session::{Error, Filter, Member, Misuse, Session, Verdict};
 /// shutdown) beats continue, the most severe winning (tempfail < reject < shutdown;
 /// discard below both; the first in list order on a tie); a recipient refused by one filter
 /// is refused; `Accept` from one filter ends that filter's part in the message while the
-/// others go on, and the message is accepted outright only when all accept.
+/// others go on, and the message is accepted outright only when all accept. `Accept` at
+/// CONNECT or HELO takes that filter out for the rest of the SMTP session (it is not called
+/// for later messages, and counts as accepting), as it would take a single filter out.
 ///
 /// **Edits** are checked against each filter's own declared actions when queued, and merged
 /// at end of message in list order over the message as the MTA sent it: headers added or

@@ -1204,3 +1204,55 @@ fn verdict_log_lines_name_the_filter() {
     assert!(verdict.starts_with("connection "), "{verdict}");
     assert!(verdict.contains(": message 1 (queue id "), "{verdict}");
 }
+
+#[test]
+fn accept_at_connect_takes_a_member_out_until_a_new_smtp_session() {
+    run(async {
+        for profile in profiles() {
+            let kind = profile.kind;
+            let calls = Arc::new(Mutex::new(0));
+            let counted = calls.clone();
+            let trusting = filter_fn(move |_session: &mut Session| {
+                *counted.lock().unwrap() += 1;
+                Box::pin(async { Ok(Verdict::Accept) })
+            });
+            let tagger = filter_fn(|session: &mut Session| {
+                Box::pin(async move {
+                    session.end_of_message().await?;
+                    session.add_header("X-Tagged", "yes")?;
+                    Ok(Verdict::Continue)
+                })
+            });
+            let list = FilterList::new()
+                .with("trusting", trusting)
+                .with("tagger", tagger);
+            let mut client = session(list, profile).await;
+            for _ in 0..2 {
+                let outcome = client
+                    .send_message(&envelope(), MESSAGE)
+                    .await
+                    .expect("message");
+                assert_eq!(outcome.verdict, Reply::Continue, "{kind:?}");
+                let delivered = outcome.delivered.expect("delivered");
+                assert_eq!(delivered.header("X-Tagged").map(str::trim), Some("yes"));
+            }
+            assert_eq!(
+                *calls.lock().unwrap(),
+                1,
+                "{kind:?}: accepted the connection once"
+            );
+            // A new SMTP session on the same milter connection: it takes part again.
+            client.quit_new_connection().await.expect("QUIT_NC");
+            client
+                .connect("other.example.com", Family::Inet, 50001, "192.0.2.2")
+                .await
+                .expect("CONNECT");
+            assert_eq!(
+                *calls.lock().unwrap(),
+                2,
+                "{kind:?}: called for the new session"
+            );
+            client.quit().await.expect("QUIT");
+        }
+    });
+}

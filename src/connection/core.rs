@@ -99,6 +99,9 @@ struct CallRecord {
     name: Option<Arc<str>>,
     decided: Option<Decided>,
     edits: Option<EditQueue>,
+    /// The filter accepted the whole SMTP connection (Accept at CONNECT or HELO): it is not
+    /// called again until a new SMTP session, and counts as accepting meanwhile.
+    accepted_connection: bool,
 }
 
 impl CallRecord {
@@ -184,6 +187,14 @@ impl Core {
         self.message_no
     }
 
+    /// Whether filter `index` takes part in the next message (it has not accepted the whole
+    /// connection).
+    pub(crate) fn takes_part(&self, index: usize) -> bool {
+        self.calls
+            .get(index)
+            .is_some_and(|call| !call.accepted_connection)
+    }
+
     /// Whether a message is open (a shutdown waits for it to end).
     pub(crate) fn in_transaction(&self) -> bool {
         self.transaction != Transaction::Closed
@@ -243,6 +254,7 @@ impl Core {
             }
             CommandKind::QuitNewConnection => {
                 self.end_message(true);
+                self.new_smtp_session();
                 Arc::make_mut(&mut self.conn).reset();
                 return Inbound {
                     abort_call: true,
@@ -261,6 +273,9 @@ impl Core {
             Some(phase) => self.at_boundary(phase, kind == CommandKind::Mail),
             None => false,
         };
+        if matches!(event, Event::Connect(_)) {
+            self.new_smtp_session();
+        }
         if matches!(event, Event::Connect(_) | Event::Helo(_)) {
             Arc::make_mut(&mut self.conn).apply(event);
         }
@@ -298,6 +313,13 @@ impl Core {
             self.transaction = Transaction::Open;
         }
         new_message
+    }
+
+    /// A new SMTP session on this milter connection: every filter takes part again.
+    fn new_smtp_session(&mut self) {
+        for call in &mut self.calls {
+            call.accepted_connection = false;
+        }
     }
 
     /// Forgets the current message; the next command starts a new call.
@@ -371,6 +393,7 @@ impl Core {
         answers.clear();
         answers.extend(self.calls.iter().zip(calls).map(|(record, (state, own))| {
             match (state, own) {
+                _ if record.accepted_connection => Answer::Verdict(Verdict::Accept),
                 (_, Some(reply)) => reply.clone().into(),
                 (CallState::Parked(waits_for), None) => {
                     while_running(phase, None, *waits_for, skip_allowed)
@@ -384,6 +407,15 @@ impl Core {
         let answer = merge(&answers);
         let replies = at_eom || self.agreed().expects_reply(kind);
         let is_verdict = matches!(answer, Answer::Verdict(_) | Answer::EditsThen(_));
+        if matches!(phase, Some(Phase::Connect | Phase::Helo)) {
+            // Accept at CONNECT or HELO is for the whole connection, whatever the others do.
+            for (record, given) in self.calls.iter_mut().zip(&answers) {
+                let whole = record.decided.as_ref().is_some_and(|d| !d.message_only);
+                if whole && *given == Answer::Verdict(Verdict::Accept) {
+                    record.accepted_connection = true;
+                }
+            }
+        }
         if replies && is_verdict {
             // A decided verdict that went out is not repeated at later events (a verdict
             // at connect applies to the whole connection).

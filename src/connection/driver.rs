@@ -161,8 +161,10 @@ where
                     continue;
                 }
                 (Then::StartAndDeliver, Some(event)) => {
-                    for call in calls.iter_mut() {
-                        call.start(core.message_no());
+                    for (index, call) in calls.iter_mut().enumerate() {
+                        if core.takes_part(index) {
+                            call.start(core.message_no());
+                        }
                     }
                     event
                 }
