@@ -548,6 +548,14 @@ fn conformance_hooks_behaves_exactly_as_conformance() {
     check_conformance("conformance_hooks", &[ANY_PORT]);
 }
 
+/// The same behaviour from three filters served as one list (policy as hooks, header edits
+/// and content edits as session filters): the union of their needs is what `conformance`
+/// negotiates, and every answer and edit comes out the same.
+#[test]
+fn conformance_chain_behaves_exactly_as_conformance() {
+    check_conformance("conformance_chain", &[ANY_PORT]);
+}
+
 /// `--runtime tokio` (a multi-thread runtime, as the end-to-end suite runs it too) and
 /// `--runtime smol` serve the same filter.
 #[test]
