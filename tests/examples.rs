@@ -548,6 +548,14 @@ fn conformance_hooks_behaves_exactly_as_conformance() {
     check_conformance("conformance_hooks", &[ANY_PORT]);
 }
 
+/// The same behaviour from three filters served as one list (policy as hooks, header edits
+/// and content edits as session filters): the union of their needs is what `conformance`
+/// negotiates, and every answer and edit comes out the same.
+#[test]
+fn conformance_chain_behaves_exactly_as_conformance() {
+    check_conformance("conformance_chain", &[ANY_PORT]);
+}
+
 /// `--runtime tokio` (a multi-thread runtime, as the end-to-end suite runs it too) and
 /// `--runtime smol` serve the same filter.
 #[test]
@@ -750,6 +758,134 @@ fn hooks_milter_logs_each_event_strips_internal_headers_and_archives() {
         }
     });
     assert!(example.terminate().success());
+}
+
+// ===== chain =====
+
+/// FNV-1a, 64 bits, as `examples/chain.rs` documents its `X-Body-Checksum`.
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// The union of the three filters of `chain`: RCPT answered (the policy), CONNECT (the
+/// tagger), headers and body (tagger, checksum) sent without waiting for a reply; HELO, MAIL
+/// and DATA negotiated away; header edits only.
+fn check_chain_negotiation(client: &MilterClient<TcpStream>, address: &str) {
+    let negotiated = client.negotiated().expect("negotiated");
+    for command in [
+        CommandKind::Connect,
+        CommandKind::Rcpt,
+        CommandKind::Header,
+        CommandKind::EndOfHeaders,
+        CommandKind::Body,
+    ] {
+        assert!(negotiated.sends(command), "{command:?}: {negotiated:?}");
+    }
+    for command in [CommandKind::Helo, CommandKind::Mail, CommandKind::Data] {
+        assert!(!negotiated.sends(command), "{command:?}: {negotiated:?}");
+    }
+    assert!(
+        !negotiated.protocol.contains(ProtocolFlags::NR_RCPT),
+        "{negotiated:?}"
+    );
+    for nr in [
+        ProtocolFlags::NR_CONNECT,
+        ProtocolFlags::NR_HEADER,
+        ProtocolFlags::NR_EOH,
+        ProtocolFlags::NR_BODY,
+    ] {
+        assert!(negotiated.protocol.contains(nr), "{nr:?}: {negotiated:?}");
+    }
+    assert_eq!(
+        negotiated.actions,
+        Actions::ADD_HEADERS | Actions::CHANGE_HEADERS,
+        "{address}"
+    );
+}
+
+#[test]
+fn chain_refuses_blocked_recipients_tags_external_mail_and_adds_a_body_checksum() {
+    let mut example = Example::start("chain", &[ANY_PORT]);
+    run(async {
+        for profile in [Profile::postfix(), Profile::sendmail()] {
+            // Small chunks: the checksum is computed over the body as it streams.
+            let profile = profile.with_body_chunk_size(5);
+            for (address, external) in [("203.0.113.7", true), ("127.0.0.1", false)] {
+                let mut client = example
+                    .session(profile.clone(), Family::Inet, address)
+                    .await;
+                check_chain_negotiation(&client, address);
+
+                for message in 1..=2 {
+                    let envelope = Envelope::new(
+                        "<alice@example.com>",
+                        &[
+                            "<bob@example.net>",
+                            "<eve@Blocked.Example>",
+                            "<carol@example.net>",
+                            "<mallory@mx.blocked.example>",
+                            "<dave@notblocked.example>",
+                        ],
+                    );
+                    let outcome = client.send_message(&envelope, PLAIN).await.unwrap();
+                    let what = format!("{address}, message {message}");
+                    let replies: Vec<&Reply> =
+                        outcome.rcpts.iter().map(|(_, reply)| reply).collect();
+                    assert_eq!(replies[0], &Reply::Continue, "{what}");
+                    assert_reply_code(replies[1], "550 5.7.1 recipient domain blocked");
+                    assert_eq!(replies[2], &Reply::Continue, "{what}");
+                    assert_reply_code(replies[3], "550 5.7.1 recipient domain blocked");
+                    assert_eq!(replies[4], &Reply::Continue, "{what}");
+                    // The policy ends with continue, the others accept: merged, continue
+                    // (the message goes through with every filter's edits).
+                    assert!(
+                        outcome.verdict.is_continue(),
+                        "{what}: {:?}",
+                        outcome.verdict
+                    );
+                    assert_eq!(
+                        delivered_headers(&outcome, "Subject"),
+                        [if external {
+                            "[EXTERNAL] hello"
+                        } else {
+                            "hello"
+                        }],
+                        "{what}"
+                    );
+                    let delivered = outcome.delivered.as_ref().expect("delivered");
+                    assert_eq!(delivered.body, b"Hello Bob\r\n", "{what}: body untouched");
+                    assert_eq!(
+                        delivered_headers(&outcome, "X-Body-Checksum"),
+                        [format!("fnv1a-64 {:016x}", fnv1a64(b"Hello Bob\r\n"))],
+                        "{what}"
+                    );
+                    assert_eq!(
+                        delivered.recipient_addresses(),
+                        [
+                            "<bob@example.net>",
+                            "<carol@example.net>",
+                            "<dave@notblocked.example>"
+                        ],
+                        "{what}"
+                    );
+                }
+
+                // Only blocked recipients: nothing is delivered, and the connection goes on.
+                let envelope = Envelope::new("<alice@example.com>", &["<eve@blocked.example>"]);
+                let outcome = client.send_message(&envelope, PLAIN).await.unwrap();
+                assert!(outcome.delivered.is_none(), "{outcome:?}");
+                let outcome = client.send_message(&self::envelope(), PLAIN).await.unwrap();
+                assert!(outcome.delivered.is_some(), "{outcome:?}");
+                client.quit().await.expect("QUIT");
+            }
+        }
+    });
+    // The policy's close hook: per connection, 2 + 2 + 1 recipients refused.
+    example.wait_for_line("the policy's count at close", |line| {
+        line.contains("recipients: 5 recipient(s) in blocked.example refused on this connection")
+    });
 }
 
 // ===== e2e_scenarios =====

@@ -39,6 +39,8 @@ TOKIO_MILTER = "%s/conformance {socket} --runtime tokio" % shlex.quote(BIN_DIR)
 SCENARIOS_BIN = os.path.join(BIN_DIR, "e2e_scenarios")
 # The conformance filter written with hooks: every conformance check runs for it too.
 HOOKS_MILTER = "%s/conformance_hooks {socket}" % shlex.quote(BIN_DIR)
+# The conformance filter split across three filters served as one list: every check again.
+CHAIN_MILTER = "%s/conformance_chain {socket}" % shlex.quote(BIN_DIR)
 SETTLE_TIMEOUT = 60      # seconds for a queue to drain after a message was accepted
 MILTER_TIMEOUT = 60      # seconds for the milter socket to accept connections
 
@@ -1005,6 +1007,8 @@ def scenarios(args):
         out += [
             Scenario("conformance_hooks", conformance_cases(), milter=HOOKS_MILTER),
             Scenario("conformance_hooks-unix", unix_cases, milter=HOOKS_MILTER, socket="unix"),
+            Scenario("conformance_chain", conformance_cases(), milter=CHAIN_MILTER),
+            Scenario("conformance_chain-unix", unix_cases, milter=CHAIN_MILTER, socket="unix"),
         ]
         out += e2e_scenarios()
     return out
@@ -1092,10 +1096,14 @@ def main():
     timings = {}
     t0 = time.monotonic()
     print("e2e: milter command: %s" % args.milter_cmd, flush=True)
-    if not args.k or any(k in "miltertest" for k in args.k):
-        run_miltertest(args, report, timings)
-        if not args.validate:
-            run_miltertest(args, report, timings, "miltertest conformance_hooks", HOOKS_MILTER)
+    # -k miltertest runs them all; -k conformance_hooks (say) also its own miltertest run.
+    miltertests = [("miltertest", None)]
+    if not args.validate:
+        miltertests += [("miltertest conformance_hooks", HOOKS_MILTER),
+                        ("miltertest conformance_chain", CHAIN_MILTER)]
+    for name, milter_cmd in miltertests:
+        if not args.k or any(k in "miltertest" or (milter_cmd and k in name) for k in args.k):
+            run_miltertest(args, report, timings, name, milter_cmd)
     for mta_name in args.mta or ["postfix", "sendmail"]:
         for sc in scenarios(args):
             if args.k and not any(k in sc.name or any(k in "%s/%s" % (sc.name, c.name)
