@@ -1324,3 +1324,142 @@ fn connection_state_tempfails_from_the_fourth_message_of_a_connection() {
     });
     assert!(example.terminate().success());
 }
+
+// ===== attachment_policy =====
+
+/// A `multipart/mixed` message with a short text part and one base64 attachment whose MIME
+/// headers are `part_headers` (the body `MZ…` of a DOS executable either way).
+fn with_attachment(part_headers: &str) -> Vec<u8> {
+    format!(
+        "From: <alice@example.com>\nTo: <bob@example.net>\nSubject: your invoice\n\
+MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b1\"\n\n\
+--b1\nContent-Type: text/plain\n\nPlease find it attached.\n\
+--b1\n{part_headers}Content-Transfer-Encoding: base64\n\nTVqQAAMAAAAEAAAA//8AALgAAAA=\n\
+--b1--\n"
+    )
+    .into_bytes()
+}
+
+fn refused(what: &str) -> Reply {
+    Reply::ReplyCode(format!(
+        "550 5.7.1 {what} refused: executable content is not accepted here"
+    ))
+}
+
+#[test]
+fn attachment_policy_refuses_executables_by_name_and_by_type() {
+    let example = Example::start("attachment_policy", &[ANY_PORT]);
+    let pdf = with_attachment(
+        "Content-Type: application/pdf; name=\"invoice.pdf\"\n\
+Content-Disposition: attachment; filename=\"invoice.pdf\"\n",
+    );
+    let cases: [(&str, Vec<u8>, Option<&str>); 7] = [
+        ("plain text", PLAIN.to_vec(), None),
+        ("a PDF", pdf, None),
+        (
+            "invoice.exe",
+            with_attachment(
+                "Content-Type: application/octet-stream; name=\"invoice.exe\"\n\
+Content-Disposition: attachment; filename=\"invoice.exe\"\n",
+            ),
+            Some("attachment \"invoice.exe\""),
+        ),
+        (
+            "a name in Content-Type only, upper case, trailing dot",
+            with_attachment("Content-Type: application/octet-stream; name=\"RUN.Scr.\"\n"),
+            Some("attachment \"RUN.Scr.\""),
+        ),
+        (
+            "the content type only",
+            with_attachment("Content-Type: application/x-msdownload\n"),
+            Some("attachment of type application/x-msdownload"),
+        ),
+        (
+            "a CR/LF in the name (RFC 2231)",
+            with_attachment(
+                "Content-Type: application/octet-stream\n\
+Content-Disposition: attachment; filename*=utf-8''a%0D%0A250%202.0.0%20Ok%0D%0A.js\n",
+            ),
+            Some("attachment \"a  250 2.0.0 Ok  .js\""),
+        ),
+        (
+            "an executable in a forwarded message",
+            {
+                let inner = String::from_utf8(with_attachment(
+                    "Content-Type: application/x-dosexec; name=\"tool.bin\"\n",
+                ))
+                .expect("ASCII");
+                format!(
+                    "From: <alice@example.com>\nSubject: fwd\nMIME-Version: 1.0\n\
+Content-Type: multipart/mixed; boundary=\"outer\"\n\n--outer\nContent-Type: text/plain\n\n\
+see below\n--outer\nContent-Type: message/rfc822\n\n{inner}\n--outer--\n"
+                )
+                .into_bytes()
+            },
+            Some("attachment of type application/x-dosexec"),
+        ),
+    ];
+    run(async {
+        for profile in [Profile::postfix(), Profile::sendmail()] {
+            let kind = profile.kind;
+            // Small chunks: the message is collected across many BODY packets.
+            let profile = profile.with_body_chunk_size(50);
+            let mut client = example.session(profile, Family::Inet, "192.0.2.1").await;
+            for (case, message, refusal) in &cases {
+                let outcome = client.send_message(&envelope(), message).await.unwrap();
+                assert!(outcome.modifications.is_empty(), "{kind:?}, {case}");
+                match refusal {
+                    None => {
+                        assert!(
+                            outcome.verdict.is_continue(),
+                            "{kind:?}, {case}: {outcome:?}"
+                        );
+                        assert!(outcome.delivered.is_some(), "{kind:?}, {case}");
+                    }
+                    Some(what) => {
+                        assert_eq!(outcome.verdict, refused(what), "{kind:?}, {case}");
+                        assert!(outcome.delivered.is_none(), "{kind:?}, {case}");
+                    }
+                }
+            }
+            client.quit().await.expect("QUIT");
+        }
+    });
+}
+
+#[test]
+fn attachment_policy_accepts_an_oversize_message_unparsed_with_a_note() {
+    let example = Example::start("attachment_policy", &[ANY_PORT, "--max-size", "2000"]);
+    let small_exe = with_attachment("Content-Type: application/x-msdownload\n");
+    let mut large_exe = String::from_utf8(small_exe.clone()).expect("ASCII");
+    large_exe = large_exe.replace(
+        "Please find it attached.\n",
+        &"Please find it attached.\n".repeat(100),
+    );
+    assert!(large_exe.len() > 2000);
+    run(async {
+        for profile in [Profile::postfix(), Profile::sendmail()] {
+            let kind = profile.kind;
+            let profile = profile.with_body_chunk_size(300);
+            let mut client = example.session(profile, Family::Inet, "192.0.2.1").await;
+            let outcome = client
+                .send_message(&envelope(), large_exe.as_bytes())
+                .await
+                .unwrap();
+            assert_eq!(outcome.verdict, Reply::Accept, "{kind:?}");
+            assert_eq!(
+                delivered_headers(&outcome, "X-Attachment-Policy"),
+                ["not checked, larger than 2000 bytes"],
+                "{kind:?}"
+            );
+            // Under the limit, the same attachment is refused.
+            let outcome = client.send_message(&envelope(), &small_exe).await.unwrap();
+            assert_eq!(
+                outcome.verdict,
+                refused("attachment of type application/x-msdownload"),
+                "{kind:?}"
+            );
+            client.quit().await.expect("QUIT");
+        }
+    });
+}
