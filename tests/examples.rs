@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use async_milter::proto::{Actions, CommandKind, Family, ProtocolFlags};
+use async_milter::proto::{Actions, CommandKind, Family, MacroStage, ProtocolFlags};
 use async_milter::testing::{
     ClientError, Envelope, MilterClient, Modification, MtaKind, Outcome, Profile, Reply,
 };
@@ -1460,6 +1460,92 @@ fn attachment_policy_accepts_an_oversize_message_unparsed_with_a_note() {
                 "{kind:?}"
             );
             client.quit().await.expect("QUIT");
+        }
+    });
+}
+
+// ===== rate_limit =====
+
+/// One message from a new connection: the answer to MAIL, with `user` logged in if given.
+async fn rate_limited_mail(
+    example: &Example,
+    profile: &Profile,
+    address: &str,
+    user: Option<&str>,
+    messages: usize,
+) -> Vec<Reply> {
+    let profile = match user {
+        Some(user) => profile.clone().with_macro("{auth_authen}", user),
+        None => profile.clone(),
+    };
+    let mut client = example.session(profile, Family::Inet, address).await;
+    let negotiated = client.negotiated().expect("negotiated");
+    assert!(
+        negotiated
+            .macro_requests
+            .iter()
+            .any(|(stage, list)| *stage == MacroStage::Mail && list.contains("{auth_authen}")),
+        "{negotiated:?}"
+    );
+    let mut replies = Vec::new();
+    for _ in 0..messages {
+        let outcome = client.send_message(&envelope(), PLAIN).await.unwrap();
+        assert_eq!(outcome.delivered.is_some(), outcome.mail.is_continue());
+        replies.push(outcome.mail);
+    }
+    client.quit().await.expect("QUIT");
+    replies
+}
+
+#[test]
+fn rate_limit_counts_per_user_or_else_per_address_across_connections() {
+    let example = Example::start("rate_limit", &[ANY_PORT, "--limit", "3"]);
+    let over = |key: &str| {
+        Reply::ReplyCode(format!(
+            "451 4.7.1 too many messages from {key}, try again later"
+        ))
+    };
+    run(async {
+        // Keys differ per profile: the counts are shared by every connection.
+        for (profile, n) in [(Profile::postfix(), 1), (Profile::sendmail(), 2)] {
+            let kind = profile.kind;
+            let alice = format!("alice{n}");
+            let bob = format!("bob{n}");
+            let (shared, other) = (format!("192.0.2.{n}"), format!("198.51.100.{n}"));
+            // Three messages over two connections pass; the fourth is tempfailed at MAIL.
+            assert_eq!(
+                rate_limited_mail(&example, &profile, &shared, Some(&alice), 2).await,
+                [const { Reply::Continue }; 2]
+            );
+            let replies = rate_limited_mail(&example, &profile, &shared, Some(&alice), 2).await;
+            let refused = over(&format!("user {alice}"));
+            assert_eq!(replies, [Reply::Continue, refused.clone()], "{kind:?}");
+            // From another address: the same user, the same count.
+            assert_eq!(
+                rate_limited_mail(&example, &profile, &other, Some(&alice), 1).await,
+                [refused],
+                "{kind:?}"
+            );
+            // Another user from the same address is not affected, nor is the address.
+            assert_eq!(
+                rate_limited_mail(&example, &profile, &shared, Some(&bob), 1).await,
+                [Reply::Continue]
+            );
+            // Without a login, the client address is the key.
+            let replies = rate_limited_mail(&example, &profile, &shared, None, 4).await;
+            let refused = over(&format!("address {shared}"));
+            assert_eq!(replies[..3], [const { Reply::Continue }; 3], "{kind:?}");
+            assert_eq!(replies[3], refused, "{kind:?}");
+            assert_eq!(
+                rate_limited_mail(&example, &profile, &shared, None, 1).await,
+                [refused],
+                "{kind:?}"
+            );
+            assert_eq!(
+                rate_limited_mail(&example, &profile, &other, None, 1).await,
+                [Reply::Continue],
+                "{kind:?}"
+            );
         }
     });
 }
