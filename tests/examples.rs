@@ -1549,3 +1549,176 @@ fn rate_limit_counts_per_user_or_else_per_address_across_connections() {
         }
     });
 }
+
+// ===== greylist =====
+
+/// The delay every greylist test runs with: real time passes, so keep it short.
+const GREYLIST_DELAY: Duration = Duration::from_secs(1);
+const GREYLISTED: &str = "451 4.7.1 greylisted, try again later";
+
+/// One message from `address` to `rcpts` on a new connection: each recipient's answer, and
+/// the recipients delivered.
+async fn greylist_try(
+    example: &Example,
+    profile: &Profile,
+    address: &str,
+    rcpts: &[&str],
+) -> (Vec<Reply>, Vec<String>) {
+    let mut client = example
+        .session(profile.clone(), Family::Inet, address)
+        .await;
+    let envelope = Envelope::new("<alice@example.com>", rcpts);
+    let outcome = client.send_message(&envelope, PLAIN).await.unwrap();
+    client.quit().await.expect("QUIT");
+    let replies = outcome.rcpts.into_iter().map(|(_, reply)| reply).collect();
+    let delivered = outcome.delivered.map(|d| {
+        let addresses = d.recipient_addresses();
+        addresses.into_iter().map(str::to_owned).collect()
+    });
+    (replies, delivered.unwrap_or_default())
+}
+
+fn greylisted() -> Reply {
+    Reply::ReplyCode(GREYLISTED.into())
+}
+
+/// Sleeps until `delay` has passed since `since` (and a little more).
+async fn sleep_past(since: Instant, delay: Duration) {
+    let wake = since + delay + Duration::from_millis(150);
+    async_std::task::sleep(wake.saturating_duration_since(Instant::now())).await;
+}
+
+#[test]
+fn greylist_in_memory_tempfails_first_sight_per_recipient_and_passes_retries() {
+    let example = Example::start("greylist", &[ANY_PORT, "--delay", "1"]);
+    let (bob, carol, dave) = (
+        "<bob@example.net>",
+        "<carol@example.net>",
+        "<Dave@example.net>",
+    );
+    let profiles = [
+        (Profile::postfix(), "192.0.2.1"),
+        (Profile::sendmail(), "192.0.2.2"),
+    ];
+    run(async {
+        let first_sight = Instant::now();
+        for (profile, address) in &profiles {
+            let kind = profile.kind;
+            let (replies, delivered) =
+                greylist_try(&example, profile, address, &[bob, carol]).await;
+            assert_eq!(replies, [greylisted(), greylisted()], "{kind:?}");
+            assert!(delivered.is_empty(), "{kind:?}");
+            // A retry before the delay is still too early.
+            let (replies, _) = greylist_try(&example, profile, address, &[bob]).await;
+            assert_eq!(replies, [greylisted()], "{kind:?}");
+        }
+        sleep_past(first_sight, GREYLIST_DELAY).await;
+        for (profile, address) in &profiles {
+            let kind = profile.kind;
+            let (replies, delivered) =
+                greylist_try(&example, profile, address, &[bob, carol]).await;
+            assert_eq!(replies, [Reply::Continue, Reply::Continue], "{kind:?}");
+            assert_eq!(delivered, [bob, carol], "{kind:?}");
+            // Per recipient: a new one is greylisted, the message goes on to the other.
+            let (replies, delivered) =
+                greylist_try(&example, profile, address, &[dave, carol]).await;
+            assert_eq!(replies, [greylisted(), Reply::Continue], "{kind:?}");
+            assert_eq!(delivered, [carol], "{kind:?}");
+            // The client address is part of the triplet.
+            let (replies, _) = greylist_try(&example, profile, "198.51.100.9", &[bob]).await;
+            assert_eq!(replies, [greylisted()], "{kind:?}");
+            // Several messages on one connection: those that passed keep passing.
+            let mut client = example
+                .session(profile.clone(), Family::Inet, address)
+                .await;
+            for _ in 0..3 {
+                let envelope = Envelope::new("<ALICE@example.com>", &[bob, carol]);
+                let outcome = client.send_message(&envelope, PLAIN).await.unwrap();
+                let delivered = outcome.delivered.expect("delivered");
+                assert_eq!(delivered.recipient_addresses(), [bob, carol], "{kind:?}");
+            }
+            client.quit().await.expect("QUIT");
+        }
+    });
+}
+
+/// A private `redis-server` on a free loopback port, killed when dropped.
+struct RedisServer {
+    child: Child,
+    port: u16,
+}
+
+impl RedisServer {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("starting redis-server: install the Debian package `redis-server`");
+        let server = Self { child, port };
+        let deadline = Instant::now() + WAIT;
+        while server.connection().is_err() {
+            assert!(Instant::now() < deadline, "redis-server not answering");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn connection(&self) -> redis::RedisResult<redis::Connection> {
+        let mut connection = redis::Client::open(self.url())?.get_connection()?;
+        redis::cmd("PING").exec(&mut connection)?;
+        Ok(connection)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn greylist_shares_triplets_across_processes_through_redis() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let args = [ANY_PORT, "--delay", "1", "--redis", &url];
+    let a = Example::start("greylist", &args);
+    let b = Example::start("greylist", &args);
+    let bob = "<bob@example.net>";
+    run(async {
+        for (profile, address) in [
+            (Profile::postfix(), "192.0.2.1"),
+            (Profile::sendmail(), "192.0.2.2"),
+        ] {
+            let kind = profile.kind;
+            let first_sight = Instant::now();
+            let (replies, _) = greylist_try(&a, &profile, address, &[bob]).await;
+            assert_eq!(replies, [greylisted()], "{kind:?}");
+            let (replies, _) = greylist_try(&b, &profile, address, &[bob]).await;
+            assert_eq!(replies, [greylisted()], "{kind:?}: too early through B too");
+            sleep_past(first_sight, GREYLIST_DELAY).await;
+            // B never passed this triplet itself: it knows it from Redis.
+            let (replies, delivered) = greylist_try(&b, &profile, address, &[bob]).await;
+            assert_eq!(replies, [Reply::Continue], "{kind:?}");
+            assert_eq!(delivered, [bob], "{kind:?}");
+            let (replies, _) = greylist_try(&a, &profile, address, &[bob]).await;
+            assert_eq!(replies, [Reply::Continue], "{kind:?}");
+            // The key is in Redis, with a lifetime.
+            let key = format!("greylist {address} <alice@example.com> {bob}");
+            let mut connection = redis.connection().expect("redis");
+            let ttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut connection).unwrap();
+            assert!(ttl > 30 * 24 * 3600 * 1000, "{key}: PTTL {ttl}");
+        }
+    });
+}
