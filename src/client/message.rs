@@ -71,7 +71,7 @@ pub(crate) struct ParsedMessage {
 /// starting with a space or tab continues the previous field. The first line that is neither
 /// ends the header section and starts the body (as Postfix does). Every body line ends in
 /// CRLF afterwards, including a last line that had no line end. Header bytes that are not
-/// UTF-8 are replaced (the test client works with `String` header values).
+/// UTF-8 are replaced (the client works with `String` header values).
 pub(crate) fn parse_message(message: &[u8]) -> ParsedMessage {
     let mut headers: Vec<DeliveredHeader> = Vec::new();
     let mut rest = message;
