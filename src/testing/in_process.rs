@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_std::os::unix::net::UnixStream;
 
-use super::client::MilterClient;
-use super::profile::Profile;
+use crate::client::MilterClient;
+use crate::client::Profile;
 use crate::connection::Builder;
 use crate::rt::AsyncStd;
 use crate::session::Filter;

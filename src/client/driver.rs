@@ -2,7 +2,7 @@
 
 use futures::io::{AsyncRead, AsyncWrite};
 
-use super::client::MilterClient;
+use super::connection::MilterClient;
 use super::delivery::{Delivered, DeliveredRecipient, Editor};
 use super::error::ClientError;
 use super::message::{DeliveredHeader, Envelope, parse_message};

@@ -24,6 +24,85 @@ impl Envelope {
                 .collect(),
         }
     }
+
+    /// The envelope a message's own headers suggest: the sender from the first `From:`, the
+    /// recipients from every `To:` and `Cc:`, in order, without duplicates, each in angle
+    /// brackets. An address is the part in angle brackets of each comma-separated entry, or
+    /// the word with `@` in it if it has none (a group name before `:` and comments are
+    /// skipped); entries without `@` (group names, `undisclosed
+    /// recipients:;`) are left out. A message without a `From:` gets the null sender `<>`.
+    ///
+    /// ```
+    /// use async_milter::client::Envelope;
+    ///
+    /// let message = b"From: Alice <alice@example.com>\r\nTo: bob@example.net,\r\n \"Smith, C\" <carol@example.org>\r\n\r\nHi\r\n";
+    /// let envelope = Envelope::from_message(message);
+    /// assert_eq!(envelope.from, "<alice@example.com>");
+    /// let rcpts: Vec<&str> = envelope.rcpts.iter().map(|(r, _)| r.as_str()).collect();
+    /// assert_eq!(rcpts, ["<bob@example.net>", "<carol@example.org>"]);
+    /// ```
+    #[must_use]
+    pub fn from_message(message: &[u8]) -> Self {
+        let parsed = parse_message(message);
+        let addresses = |name: &str| {
+            parsed
+                .headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case(name))
+                .flat_map(|h| header_addresses(&h.value))
+                .collect::<Vec<_>>()
+        };
+        let from = addresses("From")
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| "<>".to_owned());
+        let mut rcpts: Vec<(String, Vec<String>)> = Vec::new();
+        for address in addresses("To").into_iter().chain(addresses("Cc")) {
+            if !rcpts.iter().any(|(r, _)| r.eq_ignore_ascii_case(&address)) {
+                rcpts.push((address, Vec::new()));
+            }
+        }
+        Self {
+            from,
+            from_args: Vec::new(),
+            rcpts,
+        }
+    }
+}
+
+/// The addresses in an address-list header value, each in angle brackets: the entries are
+/// split at commas outside quotes and angle brackets; comments in parentheses are not
+/// interpreted.
+fn header_addresses(value: &str) -> Vec<String> {
+    let mut entries = Vec::new();
+    let (mut quoted, mut angle, mut start) = (false, false, 0);
+    for (at, c) in value.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '<' if !quoted => angle = true,
+            '>' if !quoted => angle = false,
+            ',' if !quoted && !angle => {
+                entries.push(&value[start..at]);
+                start = at + 1;
+            }
+            _ => {}
+        }
+    }
+    entries.push(&value[start..]);
+    entries
+        .into_iter()
+        .filter_map(|entry| {
+            let address = match (entry.rfind('<'), entry.rfind('>')) {
+                (Some(open), Some(close)) if open < close => &entry[open + 1..close],
+                _ => {
+                    let after_group = entry.rsplit(':').next().unwrap_or(entry);
+                    after_group.split_whitespace().find(|w| w.contains('@'))?
+                }
+            };
+            let address = address.trim().trim_end_matches(';').trim();
+            address.contains('@').then(|| format!("<{address}>"))
+        })
+        .collect()
 }
 
 /// One header field as the MTA holds and delivers it (`name:value`).
@@ -71,7 +150,7 @@ pub(crate) struct ParsedMessage {
 /// starting with a space or tab continues the previous field. The first line that is neither
 /// ends the header section and starts the body (as Postfix does). Every body line ends in
 /// CRLF afterwards, including a last line that had no line end. Header bytes that are not
-/// UTF-8 are replaced (the test client works with `String` header values).
+/// UTF-8 are replaced (the client works with `String` header values).
 pub(crate) fn parse_message(message: &[u8]) -> ParsedMessage {
     let mut headers: Vec<DeliveredHeader> = Vec::new();
     let mut rest = message;
@@ -207,5 +286,16 @@ mod tests {
             value: "\tx".into(),
         };
         assert_eq!(tab.wire_value(false), "\tx");
+    }
+
+    #[test]
+    fn envelope_from_message_headers() {
+        let envelope = Envelope::from_message(
+            b"To: undisclosed-recipients:;\nFrom: a@example.com (Al)\nCc: Team: x@example.com, <y@example.com>;\nTo: <X@example.com>\n\nbody\n",
+        );
+        assert_eq!(envelope.from, "<a@example.com>");
+        let rcpts: Vec<&str> = envelope.rcpts.iter().map(|(r, _)| r.as_str()).collect();
+        assert_eq!(rcpts, ["<X@example.com>", "<y@example.com>"]);
+        assert_eq!(Envelope::from_message(b"Subject: x\n\n").from, "<>");
     }
 }

@@ -39,7 +39,7 @@ pub(crate) struct SessionState {
 /// method sends the profile's MACRO packet first, skips a command suppressed by a `NO_*`
 /// flag ([`Reply::NotSent`]), does not wait where an `NR_*` flag was negotiated
 /// ([`Reply::NoReply`]), and otherwise returns the filter's answer, refusing answers that are
-/// not allowed at that point. The client does not check the order of the calls, so a test
+/// not allowed at that point. The client does not check the order of the calls, so a caller
 /// can also send what no MTA would.
 ///
 /// Profile behaviour tied to a step is applied by the step itself:
@@ -105,7 +105,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MilterClient<S> {
         self.state.closed
     }
 
-    /// The stream, for tests that want to look at what follows; `None` once the session is
+    /// The stream, for callers that want to look at what follows; `None` once the session is
     /// over (the client drops the stream when it closes the connection).
     #[must_use]
     pub fn into_inner(self) -> Option<S> {

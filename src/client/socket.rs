@@ -8,7 +8,7 @@ use async_std::net::TcpStream;
 use async_std::os::unix::net::UnixStream;
 use futures::io::{AsyncRead, AsyncWrite};
 
-use super::client::MilterClient;
+use super::connection::MilterClient;
 use super::error::ClientError;
 use super::profile::Profile;
 use crate::server::SocketSpec;
@@ -23,14 +23,14 @@ use crate::server::SocketSpec;
 /// [`Profile::timeout`], or [`ClientError::Io`].
 ///
 /// ```no_run
-/// use async_milter::testing::{Profile, connect};
+/// use async_milter::client::{Profile, connect};
 ///
 /// # async_std::task::block_on(async {
 /// let mut client = connect("inet:7357@127.0.0.1", Profile::postfix()).await?;
 /// client.negotiate().await?;
 /// let mut client = connect("unix:/run/milter/filter.sock", Profile::sendmail()).await?;
 /// client.negotiate().await?;
-/// # Ok::<(), async_milter::testing::ClientError>(())
+/// # Ok::<(), async_milter::client::ClientError>(())
 /// # });
 /// ```
 pub async fn connect(

@@ -32,7 +32,7 @@ pub struct Delivered {
 impl Delivered {
     /// The first value of the header `name` (case-insensitive), exactly as delivered after
     /// the colon: the leading space the MTA adds (or the whitespace the filter sent with
-    /// `HDR_LEADSPC`) is kept, so a test can check it. Folded lines are joined with a bare LF
+    /// `HDR_LEADSPC`) is kept, so a caller can check it. Folded lines are joined with a bare LF
     /// ([`to_bytes`](Self::to_bytes) renders CRLF). For the value without leading whitespace
     /// use [`DeliveredHeader::trimmed_value`] on [`headers`](Self::headers).
     #[must_use]

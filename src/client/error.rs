@@ -1,4 +1,4 @@
-//! What can go wrong while the test client drives a filter.
+//! What can go wrong while the client drives a filter.
 
 use std::fmt;
 use std::time::Duration;
@@ -58,8 +58,8 @@ impl fmt::Display for NegotiationError {
 
 impl std::error::Error for NegotiationError {}
 
-/// An error of the test client: the filter misbehaved, the stream failed, or the test called
-/// the client wrongly.
+/// An error of the client: the filter misbehaved, the stream failed, or the caller used the
+/// client wrongly.
 ///
 /// Every variant that describes the filter's behaviour is something a real MTA would treat
 /// as a filter failure (Postfix: `milter_default_action`; Sendmail: the `F=` flag).
@@ -86,7 +86,7 @@ pub enum ClientError {
     },
     /// The filter sent bytes that are not a valid packet.
     Decode(DecodeError),
-    /// A value handed to the client cannot be encoded (the test's mistake).
+    /// A value handed to the client cannot be encoded (the caller's mistake).
     Encode(EncodeError),
     /// The OPTNEG reply was refused.
     Negotiation(NegotiationError),
