@@ -65,6 +65,7 @@ pub mod connection;
 pub mod fuzzing;
 pub mod hooks;
 mod list;
+pub mod metrics;
 pub mod proto;
 pub mod rt;
 pub mod server;

@@ -1199,10 +1199,17 @@ fn verdict_log_lines_name_the_filter() {
     let lines = lock(&capture.0).clone();
     let verdict = lines
         .iter()
-        .find(|line| line.contains("filter policy: verdict Reject"))
+        .find(|line| line.contains("filter policy: verdict reject"))
         .unwrap_or_else(|| panic!("no verdict line naming the filter in {lines:#?}"));
     assert!(verdict.starts_with("connection "), "{verdict}");
     assert!(verdict.contains(": message 1 (queue id "), "{verdict}");
+    let sent = lines
+        .iter()
+        .find(|line| line.contains("filter policy: sent reject at data"))
+        .unwrap_or_else(|| {
+            panic!("no line naming the filter whose verdict went out in {lines:#?}")
+        });
+    assert!(sent.contains(": message 1 (queue id "), "{sent}");
 }
 
 #[test]

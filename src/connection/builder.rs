@@ -15,6 +15,7 @@ use super::config::ConnectionConfig;
 use super::driver::Driver;
 use super::error::ConnectionError;
 use super::shutdown::ShutdownHandle;
+use crate::metrics;
 use crate::rt::Timer;
 use crate::session::{Filter, Member, Verdict};
 
@@ -136,11 +137,16 @@ impl Builder {
             shutdown.clone(),
         );
         let run = async move {
+            // Counted out when the future is dropped too (aborted at a shutdown deadline).
+            let _open = metrics::OpenConnection::new();
             info!("connection {id}: opened");
             let result = driver.run(members).await;
             match &result {
                 Ok(()) => info!("connection {id}: closed"),
-                Err(error) => warn!("connection {id}: closed: {error}"),
+                Err(error) => {
+                    metrics::connection_error(error);
+                    warn!("connection {id}: closed: {error}");
+                }
             }
             result
         };

@@ -34,6 +34,8 @@ pub(crate) struct FilterCall {
     running: Option<CallFuture>,
     /// Storage the last finished session left for the next one.
     recycled: Option<Recycled>,
+    /// The message the running call belongs to, for log lines.
+    message_no: u64,
 }
 
 impl FilterCall {
@@ -49,6 +51,7 @@ impl FilterCall {
             mailbox: Arc::new(Mutex::new(Mailbox::new(conn))),
             running: None,
             recycled: None,
+            message_no: 0,
         }
     }
 
@@ -72,6 +75,7 @@ impl FilterCall {
         } else {
             Phase::Start
         };
+        self.message_no = message_no;
         let recycled = self.recycled.take().unwrap_or_default();
         let session = Session::new(self.mailbox.clone(), conn, message_no, phase, recycled)
             .declared(self.allowed, self.answers);
@@ -131,7 +135,13 @@ impl FilterCall {
             if abort {
                 lock(&self.mailbox).abort();
                 if let Poll::Ready(Ok((Err(error), finished))) = running.as_mut().poll(cx) {
-                    log::debug!("filter ended after abort: {error}");
+                    // The core logged the abort with the queue id; this is the filter's side.
+                    let id = lock(&self.mailbox).connection_data().id;
+                    let name = self.member.name.as_deref().unwrap_or("the filter");
+                    log::debug!(
+                        "connection {id}: message {}: {name} ended after abort: {error}",
+                        self.message_no
+                    );
                     self.recycled = Some(finished.recycled);
                 }
             }

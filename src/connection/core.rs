@@ -5,12 +5,14 @@
 //! (end the open message, start a call, what to answer and whether, when the message is
 //! over) and owns the connection data that sessions read. Tested as tables below.
 
+use std::fmt;
 use std::sync::Arc;
 
 use log::{debug, error, info, warn};
 
 use super::answer::{Answer, Decided, after_verdict, merge, while_running};
 use super::config::ConnectionConfig;
+use crate::metrics;
 use crate::proto::{Agreed, CommandKind, EncodeError, MacroStage, ProtocolFlags, Response};
 use crate::session::{ConnectionData, EditQueue, Event, EventReply, HeaderLayout, Phase, Verdict};
 
@@ -177,6 +179,16 @@ impl Core {
         }
     }
 
+    /// What every log line about this connection starts with: `connection 3`, then
+    /// `: message 2` inside a message, then ` (queue id 4XyZ1)` once the MTA sent it.
+    pub(crate) fn log_context(&self) -> LogContext<'_> {
+        LogContext {
+            id: self.id,
+            message_no: self.call_started.then_some(self.message_no),
+            queue_id: self.queue_id.as_deref(),
+        }
+    }
+
     /// The connection data, as sessions see it.
     pub(crate) fn connection_data(&self) -> &Arc<ConnectionData> {
         &self.conn
@@ -267,7 +279,7 @@ impl Core {
             return Inbound::NOTHING;
         };
         if let Event::Unknown(line) = event {
-            debug!("connection {}: unknown SMTP command {line}", self.id);
+            debug!("{}: unknown SMTP command {line}", self.log_context());
         }
         let abort_call = match Phase::of(kind) {
             Some(phase) => self.at_boundary(phase, kind == CommandKind::Mail),
@@ -307,10 +319,14 @@ impl Core {
         if new_message {
             self.end_message(true);
         }
+        let was_closed = self.transaction == Transaction::Closed;
         if phase > Phase::Mail || is_mail_command {
             self.transaction = Transaction::PastMail;
         } else if phase == Phase::Mail && self.transaction == Transaction::Closed {
             self.transaction = Transaction::Open;
+        }
+        if was_closed && self.transaction != Transaction::Closed {
+            metrics::message_begun();
         }
         new_message
     }
@@ -325,7 +341,7 @@ impl Core {
     /// Forgets the current message; the next command starts a new call.
     pub(crate) fn end_message(&mut self, aborted: bool) {
         if aborted && self.call_started {
-            debug!("connection {}: message aborted", self.id);
+            debug!("{}: message aborted", self.log_context());
         }
         self.calls.iter_mut().for_each(CallRecord::reset);
         self.call_started = false;
@@ -335,37 +351,42 @@ impl Core {
 
     /// Records how filter `index`'s call for the message ended.
     pub(crate) fn finished(&mut self, index: usize, outcome: Outcome) {
-        let id = self.id;
+        let context = LogContext {
+            id: self.id,
+            message_no: Some(self.message_no),
+            queue_id: self.queue_id.as_deref(),
+        };
         let error_verdict = &self.error_verdict;
         let Some(call) = self.calls.get_mut(index) else {
             return;
         };
-        let who = call
-            .name
-            .as_deref()
-            .map_or_else(String::new, |name| format!(" filter {name}:"));
+        let who = FilterName(call.name.as_deref());
         let (verdict, edits, message_only) = match outcome {
-            Outcome::Returned(verdict, edits) => (verdict, Some(edits), false),
+            Outcome::Returned(verdict, edits) => {
+                info!("{context}: {who}verdict {}", VerdictText(&verdict));
+                (verdict, Some(edits), false)
+            }
             Outcome::Aborted => {
-                debug!("connection {id}:{who} filter returned after abort");
+                debug!("{context}: {who}returned after abort");
                 (Verdict::Continue, None, true)
             }
             Outcome::Failed(error) => {
-                error!("connection {id}:{who} filter failed: {error}; answering {error_verdict:?}");
+                metrics::filter_failed(call.name.as_deref());
+                error!(
+                    "{context}: {who}filter failed: {error}; verdict {}",
+                    VerdictText(error_verdict)
+                );
                 (error_verdict.clone(), None, true)
             }
             Outcome::Panicked(message) => {
+                metrics::filter_panicked(call.name.as_deref());
                 error!(
-                    "connection {id}:{who} filter panicked: {message}; answering {error_verdict:?}"
+                    "{context}: {who}filter panicked: {message}; verdict {}",
+                    VerdictText(error_verdict)
                 );
                 (error_verdict.clone(), None, true)
             }
         };
-        let queue_id = self.queue_id.as_deref().unwrap_or("-");
-        info!(
-            "connection {id}: message {} (queue id {queue_id}):{who} verdict {verdict:?}",
-            self.message_no
-        );
         call.decided = Some(Decided {
             verdict,
             has_edits: edits.as_ref().is_some_and(|e| !e.is_empty()),
@@ -427,13 +448,16 @@ impl Core {
                 }
             }
         }
+        if replies {
+            self.note_sent(kind, &answers, &answer);
+        }
         if !replies && is_verdict && !self.warned_unanswered {
             self.warned_unanswered = true;
             warn!(
-                "connection {}: the filter decided {answer:?} at {}, an event it declared it \
-                 does not answer (Needs::answers); the MTA gets it at the next event it waits \
-                 for a reply to",
-                self.id,
+                "{}: the filter decided {answer:?} at {}, an event it declared it does not \
+                 answer (Needs::answers); the MTA gets it at the next event it waits for a \
+                 reply to",
+                self.log_context(),
                 phase.map_or_else(|| "UNKNOWN".to_owned(), |p| p.to_string()),
             );
         }
@@ -454,6 +478,48 @@ impl Core {
             answer: replies.then_some(answer),
             message_over,
         })
+    }
+
+    /// Logs and counts a reply that carries a verdict: which filter's it is (the first in
+    /// filter order whose own answer it was) and, at RCPT, that a recipient was refused.
+    fn note_sent(&self, kind: CommandKind, answers: &[Answer], answer: &Answer) {
+        let (Answer::Verdict(verdict) | Answer::EditsThen(verdict)) = answer else {
+            return;
+        };
+        let rcpt = kind == CommandKind::Rcpt;
+        if rcpt && verdict.is_pass() {
+            // Every filter accepted the connection earlier: nothing new is decided here.
+            return;
+        }
+        let decider = answers
+            .iter()
+            .position(|given| match given {
+                Answer::Verdict(v) | Answer::EditsThen(v) => v == verdict,
+                _ => false,
+            })
+            .and_then(|index| self.calls.get(index));
+        let who = FilterName(decider.and_then(|call| call.name.as_deref()));
+        let context = self.log_context();
+        let stage = metrics::stage_label(kind);
+        if rcpt {
+            metrics::recipient_refused(verdict);
+            info!(
+                "{context}: {who}recipient refused: {}",
+                VerdictText(verdict)
+            );
+        } else {
+            metrics::verdict_sent(kind, verdict);
+            let level = if verdict.is_pass() {
+                log::Level::Debug
+            } else {
+                log::Level::Info
+            };
+            log::log!(
+                level,
+                "{context}: {who}sent {} at {stage}",
+                VerdictText(verdict)
+            );
+        }
     }
 
     /// Writes `answer` to `out`: at end of message the filters' edits, merged in filter
@@ -478,10 +544,11 @@ impl Core {
                 if let Some(edits) = edits {
                     let start = out.len();
                     if let Err(error) = edits.encode(out, self.header_layout()) {
-                        error!("connection {}: cannot send edits: {error}", self.id);
+                        error!("{}: cannot send edits: {error}", self.log_context());
                         out.truncate(start);
                         return Response::Tempfail.encode(out);
                     }
+                    edits.kinds().for_each(metrics::edit_sent);
                 }
                 verdict.encode(out);
             }
@@ -508,6 +575,53 @@ impl Core {
             }
         } else {
             HeaderLayout::Plain
+        }
+    }
+}
+
+/// The context of a log line about a connection, see [`Core::log_context`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LogContext<'a> {
+    id: u64,
+    message_no: Option<u64>,
+    queue_id: Option<&'a str>,
+}
+
+impl fmt::Display for LogContext<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "connection {}", self.id)?;
+        if let Some(message_no) = self.message_no {
+            write!(f, ": message {message_no}")?;
+        }
+        if let Some(queue_id) = self.queue_id {
+            write!(f, " (queue id {queue_id})")?;
+        }
+        Ok(())
+    }
+}
+
+/// `filter NAME: ` for a named member of a list, nothing for a single filter.
+struct FilterName<'a>(Option<&'a str>);
+
+impl fmt::Display for FilterName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(name) => write!(f, "filter {name}: "),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A verdict in a log line: its kind, and for a reply code the reply itself
+/// (`reply 550 5.7.1 no such user`).
+struct VerdictText<'a>(&'a Verdict);
+
+impl fmt::Display for VerdictText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Verdict::Reply(code) => write!(f, "reply {code}"),
+            Verdict::Shutdown => f.write_str("shutdown (421 4.7.0)"),
+            other => f.write_str(metrics::verdict_label(other)),
         }
     }
 }

@@ -19,6 +19,7 @@ use super::config::ConnectionConfig;
 use super::core::{CallAnswer, CallState, Core, Then};
 use super::error::ConnectionError;
 use super::shutdown::ShutdownHandle;
+use crate::metrics::Stopwatch;
 use crate::proto::{Byte, Command, CommandKind, Frame, FrameDecoder, Needs, Response, negotiate};
 use crate::rt::{Sleep, Timer};
 use crate::session::{Event, Member};
@@ -84,6 +85,7 @@ where
         let Some(frame) = self.read_frame(None).await? else {
             return Ok(());
         };
+        let stopwatch = Stopwatch::start(&*self.timer);
         let Command::OptNeg(offer) = Command::decode_frame(&frame)? else {
             return Err(ConnectionError::Unexpected {
                 command: Byte(frame.kind),
@@ -98,6 +100,7 @@ where
         let agreed = negotiate(offer, &needs).map_err(ConnectionError::Negotiate)?;
         agreed.encode_reply(&mut self.out)?;
         self.flush().await?;
+        stopwatch.replied(CommandKind::OptNeg, &*self.timer);
         let names = members.iter().map(|member| member.name.clone()).collect();
         let mut core = Core::new(self.id, agreed, &self.config, names);
         let mut calls: Vec<FilterCall> = members
@@ -126,6 +129,7 @@ where
             let Some(frame) = self.read_frame(Some((&mut *core, &mut *calls))).await? else {
                 return Ok(());
             };
+            let stopwatch = Stopwatch::start(&*self.timer);
             let command = Command::decode_frame(&frame)?;
             let kind = command.kind();
             let event = Event::from_command(&command, &frame);
@@ -197,6 +201,9 @@ where
             }
             let outbound = core.answer(kind, &answers, &mut self.out)?;
             self.flush().await?;
+            if outbound.answer.is_some() {
+                stopwatch.replied(kind, &*self.timer);
+            }
             if outbound.message_over {
                 end_calls(calls, false).await;
             }
@@ -296,8 +303,8 @@ where
                 Ok(false) => {
                     progress_timer = None;
                     debug!(
-                        "connection {}: filter still working, sending PROGRESS",
-                        self.id
+                        "{}: filter still working, sending PROGRESS",
+                        core.log_context()
                     );
                     Response::Progress.encode(&mut self.out)?;
                     self.flush().await?;
@@ -350,7 +357,14 @@ where
                 match self.poll_wait_read(cx, deadline, in_transaction) {
                     Poll::Ready(Ok(Waited::Read(0))) => {
                         if self.decoder.buffered() > 0 {
-                            warn!("connection {}: stream ended inside a frame", self.id);
+                            match &filters {
+                                Some((core, _)) => {
+                                    warn!("{}: stream ended inside a frame", core.log_context());
+                                }
+                                None => {
+                                    warn!("connection {}: stream ended inside a frame", self.id);
+                                }
+                            }
                         }
                         return Poll::Ready(Ok(None));
                     }

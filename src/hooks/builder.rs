@@ -325,8 +325,9 @@ impl<S: Send + 'static> Hooks<S> {
             };
             if let Some(verdict) = verdict(status) {
                 log::debug!(
-                    "connection {}: hook status at {phase} ends the message",
-                    session.connection_id()
+                    "connection {}: message {}: hook status at {phase} ends the message",
+                    session.connection_id(),
+                    session.message_number()
                 );
                 return Ok(verdict);
             }

@@ -15,6 +15,7 @@ use log::{error, info, warn};
 use super::config::ServerConfig;
 use super::spec::{SocketSpec, SpecError};
 use crate::connection::{Builder, ShutdownHandle};
+use crate::metrics;
 use crate::rt::{Runtime, StdListener};
 use crate::session::Filter;
 
@@ -181,6 +182,7 @@ impl<R: Runtime> Server<R> {
                     config.max_connections
                 );
                 drop(stream);
+                metrics::connection_refused();
                 continue;
             }
             let connection = builder.serve_members(stream, members.clone(), stop.clone(), id);

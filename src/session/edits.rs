@@ -210,6 +210,22 @@ impl EditQueue {
         Ok(Text::new(spaced))
     }
 
+    /// The kind of every queued edit (`add_header`, `replace_body`, …), for metrics.
+    pub(crate) fn kinds(&self) -> impl Iterator<Item = &'static str> + '_ {
+        let edits = self.edits.iter().map(|edit| match edit {
+            Edit::ChangeFrom { .. } => "change_from",
+            Edit::DeleteRcpt(_) => "delete_rcpt",
+            Edit::AddRcpt { .. } => "add_rcpt",
+            Edit::InsertHeader { .. } => "insert_header",
+            // An empty value deletes the header.
+            Edit::ChangeHeader { value, .. } if value.as_bytes().is_empty() => "delete_header",
+            Edit::ChangeHeader { .. } => "change_header",
+            Edit::AddHeader { .. } => "add_header",
+            Edit::Quarantine(_) => "quarantine",
+        });
+        edits.chain(self.body.as_ref().map(|_| "replace_body"))
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.edits.is_empty() && self.body.is_none()
     }
