@@ -1,5 +1,6 @@
-//! The `milter-check` binary, run as a user runs it: against the built examples (started on
-//! `inet:0@127.0.0.1`, the port read from their listening line, as `tests/examples.rs` does)
+//! The `milter-check` binary, run as a user runs it: against every built example that serves
+//! mail (started on `inet:0@127.0.0.1`, the port read from their listening line, as
+//! `tests/examples.rs` does), one message each with the example's documented effect checked,
 //! and against a fake filter that breaks the protocol. Output is checked through `--json`,
 //! outcomes through the documented exit status.
 //!
@@ -18,6 +19,9 @@ use serde_json::Value;
 
 /// The longest any single wait may take before the test fails.
 const WAIT: Duration = Duration::from_secs(20);
+
+/// The socket argument of every example: loopback, a port the system picks.
+const ANY_PORT: &str = "inet:0@127.0.0.1";
 
 const MESSAGE: &str = "From: Alice <alice@example.com>\r\n\
 To: bob@example.net, removeme@example.com\r\n\
@@ -50,16 +54,23 @@ fn examples_dir() -> &'static Path {
     })
 }
 
-/// A running example, killed when dropped.
+/// A running example, killed when dropped. Its output lines stay readable through `lines`
+/// (the reader threads live as long as the receiver).
 struct Example {
     child: Child,
     spec: String,
+    lines: Receiver<String>,
 }
 
 impl Example {
     fn start(name: &str) -> Self {
+        Self::start_with(name, &[ANY_PORT])
+    }
+
+    /// Starts example `name` with `args` (the socket among them).
+    fn start_with(name: &str, args: &[&str]) -> Self {
         let mut child = Command::new(examples_dir().join(name))
-            .arg("inet:0@127.0.0.1")
+            .args(args)
             .env("RUST_LOG", "info")
             .env("RUST_LOG_STYLE", "never")
             .stdin(Stdio::null())
@@ -83,7 +94,20 @@ impl Example {
             });
         }
         let spec = listening_spec(&lines, name);
-        Self { child, spec }
+        Self { child, spec, lines }
+    }
+
+    /// Waits for an output line containing `text`.
+    fn wait_for_line(&self, text: &str) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return,
+                Ok(_) => {}
+                Err(e) => panic!("no line containing {text:?} ({e})"),
+            }
+        }
     }
 }
 
@@ -209,7 +233,13 @@ fn conformance_rejects_the_reject_sender_with_exit_3() {
 
 #[test]
 fn conformance_edits_are_listed_and_applied() {
-    let example = Example::start("conformance");
+    check_conformance_edits("conformance");
+}
+
+/// The conformance filter's edits, recipient tempfail and `--diff`, the same for each of the
+/// three examples that implement it.
+fn check_conformance_edits(name: &str) {
+    let example = Example::start(name);
     let (code, report) = check_json(
         &[
             &example.spec,
@@ -223,8 +253,8 @@ fn conformance_edits_are_listed_and_applied() {
         ],
         MESSAGE,
     );
-    assert_eq!(code, 0, "{report:#}");
-    assert_eq!(stage_replies(&report, "rcpt")[2], "tempfail");
+    assert_eq!(code, 0, "{name}: {report:#}");
+    assert_eq!(stage_replies(&report, "rcpt")[2], "tempfail", "{name}");
     let kinds: Vec<&str> = report["modifications"]
         .as_array()
         .expect("modifications")
@@ -239,10 +269,16 @@ fn conformance_edits_are_listed_and_applied() {
         "replace_body",
         "change_from",
     ] {
-        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+        assert!(
+            kinds.contains(&kind),
+            "{name}: {kind} missing from {kinds:?}"
+        );
     }
     let delivered = &report["delivered"];
-    assert_eq!(delivered["sender"], "<changed-sender@example.com>");
+    assert_eq!(
+        delivered["sender"], "<changed-sender@example.com>",
+        "{name}"
+    );
     let recipients = delivered["recipients"].to_string();
     assert!(recipients.contains("<added@example.com>"), "{recipients}");
     assert!(!recipients.contains("removeme"), "{recipients}");
@@ -331,4 +367,272 @@ fn nothing_listening_is_a_connection_failure() {
 fn a_bad_macro_argument_is_a_usage_error() {
     let output = milter_check(&["127.0.0.1:1", "--macro", "novalue"], MESSAGE);
     assert_eq!(output.status.code(), Some(2));
+}
+
+// ===== every other example: one message each, its documented effect =====
+
+/// The values of header `name` in the delivered message, without surrounding whitespace.
+fn delivered_header(report: &Value, name: &str) -> Vec<String> {
+    report["delivered"]["headers"]
+        .as_array()
+        .expect("delivered headers")
+        .iter()
+        .filter(|h| {
+            h["name"]
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        })
+        .map(|h| h["value"].as_str().expect("value").trim().to_owned())
+        .collect()
+}
+
+/// The reply text of each RCPT (empty for a reply without text).
+fn rcpt_texts(report: &Value) -> Vec<String> {
+    report["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .filter(|s| s["stage"] == "rcpt")
+        .map(|s| s["text"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// The modifications of one kind.
+fn modifications<'a>(report: &'a Value, kind: &str) -> Vec<&'a Value> {
+    report["modifications"]
+        .as_array()
+        .expect("modifications")
+        .iter()
+        .filter(|m| m["kind"] == kind)
+        .collect()
+}
+
+#[test]
+fn subject_tagger_tags_external_mail() {
+    let example = Example::start("subject_tagger");
+    let (code, report) = check_json(&[&example.spec, "--client-addr", "203.0.113.7"], MESSAGE);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(delivered_header(&report, "Subject"), ["[EXTERNAL] hello"]);
+    assert_eq!(
+        modifications(&report, "change_header").len(),
+        1,
+        "{report:#}"
+    );
+}
+
+#[test]
+fn recipient_policy_refuses_recipients_one_by_one() {
+    let example = Example::start("recipient_policy");
+    let (code, report) = check_json(
+        &[
+            &example.spec,
+            "--rcpt",
+            "bob@example.net",
+            "--rcpt",
+            "nobody@example.net",
+            "--rcpt",
+            "full@example.org",
+        ],
+        MESSAGE,
+    );
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(
+        rcpt_texts(&report),
+        ["", "550 5.1.1 no such user", "452 4.2.2 mailbox full"]
+    );
+    assert_eq!(
+        report["delivered"]["recipients"],
+        serde_json::json!(["<bob@example.net>"])
+    );
+}
+
+#[test]
+fn disclaimer_appends_its_text() {
+    let example = Example::start("disclaimer");
+    let (code, report) = check_json(&[&example.spec, "--mta", "sendmail"], MESSAGE);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(
+        modifications(&report, "replace_body").len(),
+        1,
+        "{report:#}"
+    );
+    let message = report["delivered"]["message"].as_str().expect("delivered");
+    assert!(
+        message.ends_with("Hello, world.\n-- \nThis message was checked by async-milter.\n"),
+        "{message}"
+    );
+}
+
+#[test]
+fn inspect_accepts_untouched_and_logs_the_stages() {
+    let example = Example::start("inspect");
+    let (code, report) = check_json(&[&example.spec, "--helo", "mx.example.org"], MESSAGE);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["verdict"], "accept");
+    assert_eq!(report["modifications"], serde_json::json!([]));
+    example.wait_for_line("helo mx.example.org");
+    example.wait_for_line("mail from <alice@example.com>");
+}
+
+#[test]
+fn connection_state_counts_per_connection() {
+    // Every message of the load mode has a connection of its own, so none is the fourth.
+    let example = Example::start("connection_state");
+    let (code, report) = check_json(&[&example.spec, "--count", "4"], MESSAGE);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["results"]["accepted"], 4, "{report:#}");
+    example.wait_for_line("closed: 1 messages passed, 0 refused");
+}
+
+#[test]
+fn conformance_hooks_edits_as_conformance_does() {
+    check_conformance_edits("conformance_hooks");
+}
+
+#[test]
+fn conformance_chain_edits_as_conformance_does() {
+    check_conformance_edits("conformance_chain");
+}
+
+#[test]
+fn hooks_milter_strips_internal_headers_and_archives() {
+    let example = Example::start("hooks_milter");
+    let message = "From: <alice@example.com>\nTo: <bob@example.net>\nX-Internal: secret\n\
+                   Subject: hi\n\nHello\n";
+    let (code, report) = check_json(&[&example.spec], message);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["verdict"], "continue");
+    assert_eq!(
+        delivered_header(&report, "X-Internal"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        delivered_header(&report, "X-Hooks-Milter"),
+        ["message 1, 1 recipients, 7 body bytes"]
+    );
+    assert_eq!(
+        report["delivered"]["recipients"],
+        serde_json::json!(["<bob@example.net>", "<archive@example.com>"])
+    );
+}
+
+#[test]
+fn chain_refuses_blocked_recipients_tags_and_checksums() {
+    let example = Example::start("chain");
+    let (code, report) = check_json(
+        &[
+            &example.spec,
+            "--client-addr",
+            "203.0.113.7",
+            "--rcpt",
+            "bob@example.net",
+            "--rcpt",
+            "eve@blocked.example",
+        ],
+        MESSAGE,
+    );
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(
+        rcpt_texts(&report),
+        ["", "550 5.7.1 recipient domain blocked"]
+    );
+    assert_eq!(delivered_header(&report, "Subject"), ["[EXTERNAL] hello"]);
+    let checksum = delivered_header(&report, "X-Body-Checksum");
+    assert!(
+        checksum.len() == 1 && checksum[0].starts_with("fnv1a-64 "),
+        "{checksum:?}"
+    );
+    assert_eq!(
+        report["delivered"]["recipients"],
+        serde_json::json!(["<bob@example.net>"])
+    );
+}
+
+#[test]
+fn attachment_policy_rejects_an_executable_at_end_of_message() {
+    let example = Example::start("attachment_policy");
+    let message = "From: <alice@example.com>\nTo: <bob@example.net>\nSubject: invoice\n\
+MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b1\"\n\n\
+--b1\nContent-Type: text/plain\n\nAttached.\n\
+--b1\nContent-Type: application/octet-stream; name=\"invoice.exe\"\n\
+Content-Disposition: attachment; filename=\"invoice.exe\"\n\
+Content-Transfer-Encoding: base64\n\nTVqQAAMAAAAEAAAA//8AALgAAAA=\n--b1--\n";
+    for mta in ["postfix", "sendmail"] {
+        let (code, report) = check_json(&[&example.spec, "--mta", mta], message);
+        assert_eq!(code, 3, "{mta}: {report:#}");
+        assert_eq!(stage_replies(&report, "eom"), ["reply_code"], "{mta}");
+        assert_eq!(
+            report["reply_text"],
+            "550 5.7.1 attachment \"invoice.exe\" refused: executable content is not \
+             accepted here"
+        );
+        assert!(report["delivered"].is_null());
+    }
+}
+
+#[test]
+fn rate_limit_refuses_mail_over_the_limit_per_user() {
+    let example = Example::start_with("rate_limit", &[ANY_PORT, "--limit", "1"]);
+    let args = [example.spec.as_str(), "--macro", "{auth_authen}=alice"];
+    let (code, report) = check_json(&args, MESSAGE);
+    assert_eq!(code, 0, "{report:#}");
+    let requested = report["negotiated"]["macro_requests"]["Mail"].as_str();
+    assert!(
+        requested.is_some_and(|names| names.contains("{auth_authen}")),
+        "{report:#}"
+    );
+    let (code, report) = check_json(&args, MESSAGE);
+    assert_eq!(code, 4, "{report:#}");
+    assert_eq!(stage_replies(&report, "mail"), ["reply_code"]);
+    assert_eq!(
+        report["reply_text"],
+        "451 4.7.1 too many messages from user alice, try again later"
+    );
+}
+
+#[test]
+fn greylist_tempfails_a_first_sighting() {
+    let example = Example::start("greylist");
+    let (code, report) = check_json(&[&example.spec, "--rcpt", "bob@example.net"], MESSAGE);
+    assert_eq!(code, 4, "{report:#}");
+    assert_eq!(report["outcome"], "tempfailed");
+    assert_eq!(
+        rcpt_texts(&report),
+        ["451 4.7.1 greylisted, try again later"]
+    );
+    assert!(report["delivered"].is_null());
+}
+
+#[test]
+fn metrics_example_refuses_nobody_and_marks_the_message() {
+    let http_port = {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("address").port()
+    };
+    let example = Example::start_with("metrics", &[ANY_PORT, &http_port.to_string()]);
+    let (code, report) = check_json(
+        &[
+            &example.spec,
+            "--rcpt",
+            "bob@example.net",
+            "--rcpt",
+            "nobody@example.net",
+        ],
+        MESSAGE,
+    );
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(rcpt_texts(&report), ["", "550 5.1.1 no such user"]);
+    assert_eq!(delivered_header(&report, "X-Scanned"), ["metrics-example"]);
+}
+
+#[test]
+fn e2e_multiline_reply_refuses_with_both_lines() {
+    let example = Example::start_with("e2e_scenarios", &["multiline-reply", ANY_PORT]);
+    let (code, report) = check_json(&[&example.spec], MESSAGE);
+    assert_eq!(code, 3, "{report:#}");
+    assert_eq!(stage_replies(&report, "eom"), ["reply_code"]);
+    assert_eq!(
+        report["reply_text"],
+        "550-5.7.1 first line 100%%\r\n550 5.7.1 second line"
+    );
 }
