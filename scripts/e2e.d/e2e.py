@@ -41,6 +41,12 @@ SCENARIOS_BIN = os.path.join(BIN_DIR, "e2e_scenarios")
 HOOKS_MILTER = "%s/conformance_hooks {socket}" % shlex.quote(BIN_DIR)
 # The conformance filter split across three filters served as one list: every check again.
 CHAIN_MILTER = "%s/conformance_chain {socket}" % shlex.quote(BIN_DIR)
+# The attachment policy filter (examples/attachment_policy.rs), on both MTAs.
+ATTACHMENT_MILTER = "%s/attachment_policy {socket}" % shlex.quote(BIN_DIR)
+# The release milter-check binary (built by scripts/test with --features cli), run against
+# the Python reference milter: $E2E_MILTER_CHECK, else next to the examples directory.
+MILTER_CHECK = os.environ.get("E2E_MILTER_CHECK") or os.path.join(
+    os.path.dirname(os.path.normpath(BIN_DIR)), "milter-check")
 SETTLE_TIMEOUT = 60      # seconds for a queue to drain after a message was accepted
 MILTER_TIMEOUT = 60      # seconds for the milter socket to accept connections
 
@@ -995,6 +1001,64 @@ def e2e_scenarios():
     ]
 
 
+# ------------------------------------------------------------------------------------------
+# attachment_policy (examples/attachment_policy.rs): refused at end of DATA, with its text
+
+ATTACHMENT_HEADERS = [("MIME-Version", "1.0"),
+                      ("Content-Type", 'multipart/mixed; boundary="b1"')]
+
+
+def attachment_body(part_headers):
+    """A multipart/mixed body: a text part and one base64 attachment (a DOS executable's
+    first bytes) with the MIME headers `part_headers`."""
+    return ("--b1\r\nContent-Type: text/plain\r\n\r\nPlease find it attached.\r\n"
+            "--b1\r\n%sContent-Transfer-Encoding: base64\r\n\r\n"
+            "TVqQAAMAAAAEAAAA//8AALgAAAA=\r\n--b1--\r\n" % part_headers).encode()
+
+
+EXE_PART = ('Content-Type: application/octet-stream; name="invoice.exe"\r\n'
+            'Content-Disposition: attachment; filename="invoice.exe"\r\n')
+PDF_PART = ('Content-Type: application/pdf; name="invoice.pdf"\r\n'
+            'Content-Disposition: attachment; filename="invoice.pdf"\r\n')
+# The filter's reply, as the SMTP client gets it at end of DATA (the same on both MTAs:
+# neither adds the sender address there, unlike a reply at MAIL on Sendmail).
+ATTACHMENT_REFUSED = ('550 5.7.1 attachment "invoice.exe" refused: '
+                      'executable content is not accepted here')
+
+
+def check_attachment_refused(ctx):
+    s = ctx.sent[0]
+    expect_reply(ctx, "MAIL accepted", s.mail, klass=2)
+    expect_reply(ctx, "RCPT accepted", s.rcpt.get("rcpt@example.com"), klass=2)
+    expect_reply(ctx, "end of DATA: the filter's reply reaches the client, exactly %r"
+                 % ATTACHMENT_REFUSED, s.data, exact=ATTACHMENT_REFUSED)
+    ctx.expect("nothing delivered or held", not ctx.delivered and not ctx.held,
+               "delivered %r held %r" % (ctx.delivered, ctx.held))
+
+
+def check_attachment_clean(ctx):
+    s = ctx.sent[0]
+    expect_reply(ctx, "a PDF attachment: accepted at end of DATA", s.data, klass=2)
+    m = one_copy(ctx, s)
+    if m is None:
+        return
+    ctx.expect("delivered body untouched", norm_body(m.body) == norm_body(s.spec.body),
+               "body %s" % show(m.body))
+
+
+def attachment_scenario():
+    return Scenario("attachment-policy", [
+        Case("exe-refused", [Msg("sender@example.com", ["rcpt@example.com"],
+                                 subject="your invoice", body=attachment_body(EXE_PART),
+                                 extra_headers=ATTACHMENT_HEADERS)],
+             check_attachment_refused),
+        Case("pdf-delivered", [Msg("sender@example.com", ["rcpt@example.com"],
+                                   subject="your invoice", body=attachment_body(PDF_PART),
+                                   extra_headers=ATTACHMENT_HEADERS)],
+             check_attachment_clean),
+    ], milter=ATTACHMENT_MILTER)
+
+
 def scenarios(args):
     unix_cases = [c for c in conformance_cases() if c.name in ("mail-reject", "edits")]
     out = [
@@ -1011,6 +1075,7 @@ def scenarios(args):
             Scenario("conformance_chain-unix", unix_cases, milter=CHAIN_MILTER, socket="unix"),
         ]
         out += e2e_scenarios()
+        out.append(attachment_scenario())
     return out
 
 
@@ -1067,6 +1132,106 @@ def run_miltertest(args, report, timings, name="miltertest", milter_cmd=None):
 
 
 # ------------------------------------------------------------------------------------------
+# milter-check (the crate's command-line tool) against the Python reference milter
+
+MILTER_CHECK_MESSAGE = (b"From: <sender@example.com>\r\nTo: <keep@example.com>\r\n"
+                        b"Subject: Hello check\r\n\r\nHello World\r\n")
+
+
+def milter_check_json(report, name, spec, extra):
+    """Runs `milter-check --json SOCKET` with `extra` arguments and the message on standard
+    input; returns (exit status, parsed report) or (None, None) after reporting a failure."""
+    import json
+    argv = [MILTER_CHECK, "--json", "--timeout", "10", spec] + extra
+    try:
+        r = subprocess.run(argv, input=MILTER_CHECK_MESSAGE, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        report.check(name, "%s: ran" % " ".join(extra), False, str(e))
+        return None, None
+    try:
+        out = json.loads(r.stdout.decode(errors="replace"))
+    except ValueError as e:
+        report.check(name, "%s: JSON report" % " ".join(extra), False,
+                     "%s; stdout %r; stderr %r" % (e, r.stdout[-300:], r.stderr[-300:]))
+        return None, None
+    return r.returncode, out
+
+
+def run_milter_check(report, timings, work, name="milter-check"):
+    """milter-check against refmilter.py (which speaks the protocol itself, standard library
+    only): negotiation seen, the reference behaviour (conformance.rs's) decoded from --json,
+    exit statuses as documented, as Postfix and as Sendmail."""
+    import json
+    if not os.access(MILTER_CHECK, os.X_OK):
+        report.check(name, "binary present", False,
+                     "%s missing; build it: cargo build --release --features cli "
+                     "--bin milter-check" % MILTER_CHECK)
+        return
+    spec = "inet:%d@127.0.0.1" % free_port()
+    milter = Milter(REFMILTER, spec, work, name)
+    t0 = time.monotonic()
+    try:
+        try:
+            milter.start()
+        except Exception as e:  # noqa: BLE001
+            report.check(name, "refmilter: setup (%s)" % spec, False, str(e).strip())
+            return
+        for mta in ("postfix", "sendmail"):
+            what = "refmilter as %s" % mta
+            rcpts = ["--rcpt", "keep@example.com", "--rcpt", "removeme@example.com",
+                     "--rcpt", "tempfail@example.com"]
+            code, out = milter_check_json(report, name, spec, ["--mta", mta] + rcpts)
+            if out is None:
+                continue
+            details = json.dumps(out)[:1500]
+            neg = out.get("negotiated") or {}
+            report.check(name, "%s: negotiated version 6 with every edit action" % what,
+                         neg.get("version") == 6 and {"ADD_HEADERS", "CHANGE_BODY", "ADD_RCPT",
+                                                      "DELETE_RCPT", "CHANGE_HEADERS",
+                                                      "QUARANTINE", "CHANGE_FROM"}
+                         <= set(neg.get("actions") or []), repr(neg))
+            replies = {(st["stage"], st.get("arg")): st["reply"] for st in out.get("stages", [])}
+            report.check(name, "%s: RCPT <tempfail@example.com> tempfailed, the others continue"
+                         % what, replies.get(("rcpt", "<tempfail@example.com>")) == "tempfail"
+                         and replies.get(("rcpt", "<keep@example.com>")) == "continue",
+                         repr(replies))
+            mods = [(m.get("kind"), m.get("name") or m.get("rcpt") or m.get("sender"),
+                     m.get("value")) for m in out.get("modifications", [])]
+            want = [("add_header", "X-Conformance", "seen"),
+                    ("change_header", "Subject", "[conformance] Hello check"),
+                    ("add_rcpt", "<added@example.com>", None),
+                    ("delete_rcpt", "<removeme@example.com>", None),
+                    ("change_from", "<changed-sender@example.com>", None)]
+            report.check(name, "%s: the five reference edits decoded" % what,
+                         all(w in mods for w in want), "got %r" % mods)
+            body = [m.get("body") for m in out.get("modifications", [])
+                    if m.get("kind") == "replace_body"]
+            report.check(name, "%s: body replaced by its upper case" % what,
+                         body and "".join(body).replace("\r\n", "\n") == "HELLO WORLD\n",
+                         repr(body))
+            delivered = out.get("delivered") or {}
+            report.check(name, "%s: accepted (exit 0), delivered to keep@ and added@" % what,
+                         code == 0 and out.get("verdict") == "accept"
+                         and sorted(delivered.get("recipients") or [])
+                         == ["<added@example.com>", "<keep@example.com>"],
+                         "exit %s; %s" % (code, details))
+            code, out = milter_check_json(report, name, spec,
+                                          ["--mta", mta, "--from", "reject@example.com"])
+            if out is None:
+                continue
+            report.check(name, "%s: MAIL <reject@example.com> rejected with "
+                         "'550 5.7.1 go away' (exit 3)" % what,
+                         code == 3 and out.get("outcome") == "rejected"
+                         and out.get("reply_text") == "550 5.7.1 go away"
+                         and out.get("delivered") is None,
+                         "exit %s; %r" % (code, out))
+    finally:
+        milter.stop()
+    timings[name] = time.monotonic() - t0
+
+
+# ------------------------------------------------------------------------------------------
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -1104,6 +1269,8 @@ def main():
     for name, milter_cmd in miltertests:
         if not args.k or any(k in "miltertest" or (milter_cmd and k in name) for k in args.k):
             run_miltertest(args, report, timings, name, milter_cmd)
+    if not args.k or any(k in "milter-check" for k in args.k):
+        run_milter_check(report, timings, args.work)
     for mta_name in args.mta or ["postfix", "sendmail"]:
         for sc in scenarios(args):
             if args.k and not any(k in sc.name or any(k in "%s/%s" % (sc.name, c.name)
