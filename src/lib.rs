@@ -1,5 +1,28 @@
 #![doc = include_str!("../README.md")]
 //!
+//! # Reading guide
+//!
+//! The sections above and below, in the order a filter author needs them:
+//!
+//! 1. **Lifecycle of a connection and a message**: [the life of a filter
+//!    call](#the-life-of-a-filter-call) (one call per message, what lasts, where a verdict
+//!    lands, abort and close).
+//! 2. **Negotiation**: [declare what the filter needs](#negotiation-declare-what-the-filter-needs),
+//!    and why it matters.
+//! 3. **Edits and header positions**: [what a filter can change and where headers
+//!    land](#edits-and-header-positions).
+//! 4. **MTA differences**: [differences a filter may notice](#differences-a-filter-may-notice)
+//!    between Postfix and Sendmail.
+//! 5. **Testing your filter**: [in-process tests](#testing-a-filter) with the
+//!    `testing` feature, and [`milter-check`](#checking-a-milter-from-the-shell) against a
+//!    running filter.
+//! 6. **Deployment**: [wiring into Postfix and Sendmail](#wiring-a-filter-into-the-mta),
+//!    [socket activation](#socket-activation), [running as a service](#running-as-a-service)
+//!    with the systemd units in `contrib/systemd`, [metrics](#metrics) and
+//!    [logging](#logging).
+//! 7. **Performance**: [figures and what drives them](#performance); the main lever is
+//!    declaring answers (below).
+//!
 //! # The life of a filter call
 //!
 //! **One call per message.** The filter (a plain `async fn(&mut Session)`, a [`filter_fn`]
@@ -54,6 +77,49 @@
 //! **Abort, EOF and close.** After ABORT (or a new MAIL without it) the filter's next await
 //! returns [`Error::Aborted`] and its queued edits are dropped; when the MTA closes the
 //! connection the filter's future is dropped at once.
+//!
+//! # Negotiation: declare what the filter needs
+//!
+//! At the start of every connection the MTA offers a protocol version, the actions it allows
+//! (edits) and the events it can leave out or stop waiting for; the filter answers with what
+//! it takes. The library computes that answer ([`proto::negotiate`]) from the filter's
+//! [`Needs`]:
+//!
+//! - **events** ([`Needs::events`]): what the MTA sends at all. An event left out is not
+//!   sent (no packets, no wake-ups); awaiting it is an error, not a hang.
+//! - **answers** ([`Needs::answers`]): what the MTA waits for. Every other event is
+//!   negotiated as no-reply, so the MTA streams headers and body without a round trip per
+//!   packet (see "Declared answers" above).
+//! - **actions** ([`Needs::actions`], [`Needs::optional_actions`]): the edits the filter
+//!   may make. A required action the MTA does not offer refuses the connection at once,
+//!   rather than failing later on a message; an optional one missing makes that edit fail
+//!   when queued.
+//! - **macros** ([`Needs::macros`]): the macros wanted per stage (`{auth_authen}` at MAIL,
+//!   say, as `examples/rate_limit.rs` asks). MTAs send few macros by default; a filter that
+//!   needs one must ask, or the value is simply absent.
+//!
+//! A plain `async fn` filter gets [`Needs::everything`]: correct, but the MTA then sends
+//! and waits for every event. A [`FilterList`] asks for the union of its filters' needs.
+//! `milter-check` prints what was negotiated, which is the quickest way to see what a
+//! declaration turns into on the wire.
+//!
+//! # Edits and header positions
+//!
+//! Edits are methods on [`Session`], queued during the call and sent at end of message:
+//! headers ([`Session::add_header`], [`Session::insert_header`],
+//! [`Session::change_header`], [`Session::delete_header`]), the body
+//! ([`Session::replace_body`], which can be called chunk by chunk so a body is never
+//! assembled), recipients ([`Session::add_recipient`], [`Session::remove_recipient`]), the
+//! sender ([`Session::change_sender`]) and quarantine ([`Session::quarantine`]).
+//!
+//! A header to change or delete is named by the [`HeaderHandle`] of a header the filter was
+//! shown, never by a raw index, so the *n*-th `Received:` is the one meant even after other
+//! edits. [`HeaderPosition`] places an inserted header: `Top` (above everything, the MTA's
+//! own `Received:` included: where DKIM signatures and `Authentication-Results:` go),
+//! `Before` or `After` a header the filter saw, or `End`. Postfix and Sendmail number
+//! header positions differently; the library translates, so the result is the same on both
+//! (checked by the end-to-end suite; see [differences](#differences-a-filter-may-notice)
+//! for the one Sendmail assumption).
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
