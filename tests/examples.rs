@@ -1871,3 +1871,95 @@ fn dkim_sign_signs_so_that_the_delivered_message_verifies() {
         });
     }
 }
+
+/// `message` with a DKIM-Signature by the test key `rsa` for example.com on top.
+fn dkim_signed(message: &[u8]) -> Vec<u8> {
+    use mail_auth::common::crypto::{RsaKey, Sha256};
+    use mail_auth::common::headers::HeaderWriter;
+    use rustls_pki_types::{PrivateKeyDer, pem::PemObject};
+    let der = PrivateKeyDer::from_pem_file(dkim_data("rsa.pem")).expect("the test key");
+    let key = RsaKey::<Sha256>::from_key_der(der).expect("an RSA key");
+    let signature = mail_auth::dkim::DkimSigner::from_key(key)
+        .domain("example.com")
+        .selector("rsa")
+        .headers(["From", "To", "Subject"])
+        .sign(message)
+        .expect("signed");
+    let mut signed = signature.to_header().into_bytes();
+    signed.extend_from_slice(message);
+    signed
+}
+
+#[test]
+fn dkim_verify_puts_dkim_and_spf_results_on_top() {
+    let records = std::env::temp_dir().join(format!("dkim-records-{}", std::process::id()));
+    let table = format!(
+        "# the test's DNS\nrsa._domainkey.example.com {}\nexample.com \"v=spf1 ip4:192.0.2.1 -all\"\n",
+        dkim_record("rsa").trim()
+    );
+    std::fs::write(&records, table).expect("writing the records file");
+    let records_arg = records.to_str().expect("UTF-8 path");
+    let args = [
+        ANY_PORT,
+        "--authserv-id",
+        "mx.example.net",
+        "--records",
+        records_arg,
+    ];
+    let example = Example::start("dkim_verify", &args);
+    let signed = dkim_signed(&dkim_message("Hello Bob\r\n"));
+    let tampered = String::from_utf8(signed.clone())
+        .unwrap()
+        .replace("spaced", "spiced");
+    let spf_pass = "spf=pass (mx.example.net: domain of alice@example.com designates 192.0.2.1 \
+as permitted sender) smtp.mailfrom=alice@example.com";
+    let spf_fail = "spf=fail (mx.example.net: domain of alice@example.com does not designate \
+198.51.100.7 as permitted sender) smtp.mailfrom=alice@example.com";
+    let cases = [
+        (
+            "signed",
+            "192.0.2.1",
+            signed.clone(),
+            "dkim=pass header.d=example.com header.s=rsa",
+        ),
+        ("tampered", "192.0.2.1", tampered.into_bytes(), "dkim=fail"),
+        (
+            "unsigned",
+            "192.0.2.1",
+            dkim_message("Hello Bob\r\n"),
+            "dkim=none",
+        ),
+        ("signed, other address", "198.51.100.7", signed, "dkim=pass"),
+    ];
+    run(async {
+        for profile in [Profile::postfix(), Profile::sendmail()] {
+            let kind = profile.kind;
+            for (case, address, message, dkim) in &cases {
+                let profile = profile.clone().with_body_chunk_size(5);
+                let mut client = example.session(profile, Family::Inet, address).await;
+                let outcome = client.send_message(&envelope(), message).await.unwrap();
+                assert_eq!(outcome.verdict, Reply::Accept, "{kind:?} {case}");
+                let names = delivered_names(&outcome);
+                assert_eq!(
+                    names[0], "Authentication-Results",
+                    "{kind:?} {case}: {names:?}"
+                );
+                let results = delivered_headers(&outcome, "Authentication-Results");
+                let results = results[0].replace("\n\t", " ");
+                assert!(
+                    results.starts_with("mx.example.net; "),
+                    "{kind:?} {case}: {results}"
+                );
+                assert!(results.contains(dkim), "{kind:?} {case}: {results}");
+                let spf = if *address == "192.0.2.1" {
+                    spf_pass
+                } else {
+                    spf_fail
+                };
+                assert!(results.contains(spf), "{kind:?} {case}: {results}");
+                client.quit().await.expect("QUIT");
+            }
+        }
+    });
+    std::fs::remove_file(&records).expect("removing the records file");
+}
