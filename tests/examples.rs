@@ -1722,3 +1722,244 @@ fn greylist_shares_triplets_across_processes_through_redis() {
         }
     });
 }
+
+// ===== dkim_sign and dkim_verify =====
+
+/// The test keys: `tests/data/dkim/NAME.pem` signs, `NAME.txt` is its DNS TXT record,
+/// published (for the verifier) as `NAME._domainkey.example.com`.
+fn dkim_data(file: &str) -> String {
+    format!("{}/tests/data/dkim/{file}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn dkim_record(key: &str) -> String {
+    let path = dkim_data(&format!("{key}.txt"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The test's DNS: the TXT records given, nothing else (a `ResolverCache` answered from a
+/// table, and a resolver without any server behind it).
+struct FixedTxt(std::collections::HashMap<Box<str>, mail_auth::Txt>);
+
+impl mail_auth::ResolverCache<Box<str>, mail_auth::Txt> for FixedTxt {
+    fn get<Q: std::hash::Hash + Eq + ?Sized>(&self, name: &Q) -> Option<mail_auth::Txt>
+    where
+        Box<str>: std::borrow::Borrow<Q>,
+    {
+        self.0.get(name).cloned()
+    }
+    fn remove<Q: std::hash::Hash + Eq + ?Sized>(&self, _: &Q) -> Option<mail_auth::Txt>
+    where
+        Box<str>: std::borrow::Borrow<Q>,
+    {
+        None
+    }
+    fn insert(&self, _: Box<str>, _: mail_auth::Txt, _: Instant) {}
+}
+
+/// The DKIM results for `message`, with the key records of `keys` published under
+/// `KEY._domainkey.example.com` and nothing else resolvable.
+fn dkim_results(message: &[u8], keys: &[&str]) -> Vec<mail_auth::DkimResult> {
+    use mail_auth::common::{parse::TxtRecordParser, verify::DomainKey};
+    use mail_auth::hickory_resolver::config::{ResolverConfig, ResolverOpts};
+    let records = keys.iter().map(|key| {
+        let record = DomainKey::parse(dkim_record(key).trim().as_bytes());
+        let name = format!("{key}._domainkey.example.com.").into_boxed_str();
+        (name, mail_auth::Txt::from(record))
+    });
+    let cache = FixedTxt(records.collect());
+    let message = mail_auth::AuthenticatedMessage::parse(message).expect("a message");
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let no_server = ResolverConfig::from_parts(None, vec![], vec![]);
+        let dns = mail_auth::MessageAuthenticator::new(no_server, ResolverOpts::default())
+            .expect("a resolver");
+        let params = mail_auth::Parameters::new(&message).with_txt_cache(&cache);
+        let outputs = dns.verify_dkim(params).await;
+        outputs.iter().map(|o| o.result().clone()).collect()
+    })
+}
+
+/// A message with the usual headers (no Cc), CRLF line ends.
+fn dkim_message(body: &str) -> Vec<u8> {
+    format!(
+        "From: Alice <alice@example.com>\r\nTo: <bob@example.net>\r\nSubject:  spaced\r\n\t\
+folded subject\r\nDate: Mon, 2 Mar 2026 10:00:00 +0000\r\nMessage-ID: <1@example.com>\r\n\
+X-Unsigned: yes\r\n\r\n{body}"
+    )
+    .into_bytes()
+}
+
+/// The tag `name` of a DKIM-Signature value, whitespace removed.
+fn dkim_tag(signature: &str, name: &str) -> String {
+    let value: String = signature.split_whitespace().collect();
+    value
+        .split(';')
+        .find_map(|tag| tag.strip_prefix(&format!("{name}=")))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn dkim_sign_signs_so_that_the_delivered_message_verifies() {
+    use mail_auth::dkim::DkimError;
+    let body = "Hello Bob,\r\n\r\ntrailing spaces   \r\n\r\n\r\n";
+    for (key, algorithm) in [("rsa", "rsa-sha256"), ("ed25519", "ed25519-sha256")] {
+        let pem = dkim_data(&format!("{key}.pem"));
+        let args = [
+            ANY_PORT,
+            "--key",
+            &pem,
+            "--selector",
+            key,
+            "--domain",
+            "example.com",
+        ];
+        let example = Example::start("dkim_sign", &args);
+        run(async {
+            for profile in [Profile::postfix(), Profile::sendmail()] {
+                let kind = profile.kind;
+                let profile = profile.with_body_chunk_size(7);
+                let mut client = example.session(profile, Family::Inet, "192.0.2.1").await;
+                let message = dkim_message(body);
+                let outcome = client.send_message(&envelope(), &message).await.unwrap();
+                assert_eq!(outcome.verdict, Reply::Accept, "{kind:?} {key}");
+                let names = delivered_names(&outcome);
+                assert_eq!(names[0], "DKIM-Signature", "{kind:?} {key}: {names:?}");
+                let signature = &delivered_headers(&outcome, "DKIM-Signature")[0];
+                assert_eq!(dkim_tag(signature, "a"), algorithm, "{kind:?}");
+                assert_eq!(dkim_tag(signature, "c"), "relaxed/relaxed", "{kind:?}");
+                assert_eq!(
+                    (dkim_tag(signature, "d"), dkim_tag(signature, "s")),
+                    ("example.com".into(), key.into())
+                );
+                // Only the headers present (mail-auth lists them bottom-up): an absent Cc
+                // must not be named, nor the unlisted X-Unsigned.
+                let mut signed: Vec<String> = dkim_tag(signature, "h")
+                    .split(':')
+                    .map(str::to_ascii_lowercase)
+                    .collect();
+                signed.sort();
+                assert_eq!(
+                    signed,
+                    ["date", "from", "message-id", "subject", "to"],
+                    "{kind:?}"
+                );
+                let delivered = outcome.delivered.as_ref().unwrap().to_bytes();
+                let results = dkim_results(&delivered, &[key]);
+                assert_eq!(results, [mail_auth::DkimResult::Pass], "{kind:?} {key}");
+                // The check can fail: a changed signed header fails; a changed body is
+                // `neutral` with mail-auth (body hash mismatch, RFC 6376 6.3 leaves it open).
+                let delivered = String::from_utf8(delivered).unwrap();
+                let tampered = delivered.replace("folded subject", "folded  subject!");
+                let results = dkim_results(tampered.as_bytes(), &[key]);
+                assert!(
+                    matches!(results[..], [mail_auth::DkimResult::Fail(_)]),
+                    "{kind:?} {key}: {results:?}"
+                );
+                let tampered = delivered.replace("Bob", "Eve");
+                let results = dkim_results(tampered.as_bytes(), &[key]);
+                assert!(
+                    matches!(
+                        results[..],
+                        [mail_auth::DkimResult::Neutral(mail_auth::Error::Dkim(
+                            DkimError::FailedBodyHashMatch
+                        ))]
+                    ),
+                    "{kind:?} {key}: {results:?}"
+                );
+                client.quit().await.expect("QUIT");
+            }
+        });
+    }
+}
+
+/// `message` with a DKIM-Signature by the test key `rsa` for example.com on top.
+fn dkim_signed(message: &[u8]) -> Vec<u8> {
+    use mail_auth::common::crypto::{RsaKey, Sha256};
+    use mail_auth::common::headers::HeaderWriter;
+    use rustls_pki_types::{PrivateKeyDer, pem::PemObject};
+    let der = PrivateKeyDer::from_pem_file(dkim_data("rsa.pem")).expect("the test key");
+    let key = RsaKey::<Sha256>::from_key_der(der).expect("an RSA key");
+    let signature = mail_auth::dkim::DkimSigner::from_key(key)
+        .domain("example.com")
+        .selector("rsa")
+        .headers(["From", "To", "Subject"])
+        .sign(message)
+        .expect("signed");
+    let mut signed = signature.to_header().into_bytes();
+    signed.extend_from_slice(message);
+    signed
+}
+
+#[test]
+fn dkim_verify_puts_dkim_and_spf_results_on_top() {
+    let records = std::env::temp_dir().join(format!("dkim-records-{}", std::process::id()));
+    let table = format!(
+        "# the test's DNS\nrsa._domainkey.example.com {}\nexample.com \"v=spf1 ip4:192.0.2.1 -all\"\n",
+        dkim_record("rsa").trim()
+    );
+    std::fs::write(&records, table).expect("writing the records file");
+    let records_arg = records.to_str().expect("UTF-8 path");
+    let args = [
+        ANY_PORT,
+        "--authserv-id",
+        "mx.example.net",
+        "--records",
+        records_arg,
+    ];
+    let example = Example::start("dkim_verify", &args);
+    let signed = dkim_signed(&dkim_message("Hello Bob\r\n"));
+    let tampered = String::from_utf8(signed.clone())
+        .unwrap()
+        .replace("spaced", "spiced");
+    let spf_pass = "spf=pass (mx.example.net: domain of alice@example.com designates 192.0.2.1 \
+as permitted sender) smtp.mailfrom=alice@example.com";
+    let spf_fail = "spf=fail (mx.example.net: domain of alice@example.com does not designate \
+198.51.100.7 as permitted sender) smtp.mailfrom=alice@example.com";
+    let cases = [
+        (
+            "signed",
+            "192.0.2.1",
+            signed.clone(),
+            "dkim=pass header.d=example.com header.s=rsa",
+        ),
+        ("tampered", "192.0.2.1", tampered.into_bytes(), "dkim=fail"),
+        (
+            "unsigned",
+            "192.0.2.1",
+            dkim_message("Hello Bob\r\n"),
+            "dkim=none",
+        ),
+        ("signed, other address", "198.51.100.7", signed, "dkim=pass"),
+    ];
+    run(async {
+        for profile in [Profile::postfix(), Profile::sendmail()] {
+            let kind = profile.kind;
+            for (case, address, message, dkim) in &cases {
+                let profile = profile.clone().with_body_chunk_size(5);
+                let mut client = example.session(profile, Family::Inet, address).await;
+                let outcome = client.send_message(&envelope(), message).await.unwrap();
+                assert_eq!(outcome.verdict, Reply::Accept, "{kind:?} {case}");
+                let names = delivered_names(&outcome);
+                assert_eq!(
+                    names[0], "Authentication-Results",
+                    "{kind:?} {case}: {names:?}"
+                );
+                let results = delivered_headers(&outcome, "Authentication-Results");
+                let results = results[0].replace("\n\t", " ");
+                assert!(
+                    results.starts_with("mx.example.net; "),
+                    "{kind:?} {case}: {results}"
+                );
+                assert!(results.contains(dkim), "{kind:?} {case}: {results}");
+                let spf = if *address == "192.0.2.1" {
+                    spf_pass
+                } else {
+                    spf_fail
+                };
+                assert!(results.contains(spf), "{kind:?} {case}: {results}");
+                client.quit().await.expect("QUIT");
+            }
+        }
+    });
+    std::fs::remove_file(&records).expect("removing the records file");
+}

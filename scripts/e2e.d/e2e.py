@@ -1059,6 +1059,107 @@ def attachment_scenario():
     ], milter=ATTACHMENT_MILTER)
 
 
+# ------------------------------------------------------------------------------------------
+# examples/dkim_sign and examples/dkim_verify. The signature is checked with dkimpy (Debian
+# python3-dkim, installed by scripts/e2e), an implementation other than the signer's, with
+# the test key's record handed to it in place of DNS.
+
+DKIM_DATA = os.path.join(HERE, "..", "..", "tests", "data", "dkim")
+AUTHSERV_ID = "mx.e2e.example.test"
+
+
+def dkim_record(key):
+    with open(os.path.join(DKIM_DATA, key + ".txt"), "rb") as f:
+        return f.read().strip()
+
+
+# Run by Debian's own python3, the one python3-dkim is installed for (`python3` on PATH may
+# be another). argv: the record, the only name it answers; stdin: the message.
+DKIMPY = """
+import logging, sys, dkim
+logging.basicConfig(level=logging.DEBUG, stream=sys.stdout, format="%(message)s")
+record, name = sys.argv[1].encode(), sys.argv[2].encode()
+asked = []
+def dns(n, timeout=5):
+    asked.append(n)
+    return record if n == name else None
+ok = dkim.verify(sys.stdin.buffer.read(), logger=logging.getLogger("dkim"), dnsfunc=dns)
+print("asked %s: %s" % (asked, "verified" if ok else "NOT verified"))
+sys.exit(0 if ok else 1)
+"""
+
+
+def dkim_verified(raw, key):
+    """(verified, details) for a delivered message, through dkimpy with `key`'s record as
+    the only DNS answer (for KEY._domainkey.example.com)."""
+    lines = raw.replace(b"\r\n", b"\n").split(b"\n")
+    if lines and lines[0].startswith(b"From "):
+        lines = lines[1:]  # an mbox separator, not part of the message
+    name = "%s._domainkey.example.com." % key
+    try:
+        r = subprocess.run(["/usr/bin/python3", "-c", DKIMPY, dkim_record(key).decode(), name],
+                           input=b"\r\n".join(lines), stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return False, "running dkimpy: %s" % e
+    return r.returncode == 0, r.stdout.decode(errors="replace").strip()[-600:]
+
+
+def check_dkim_sign(ctx):
+    s = ctx.sent[0]
+    expect_reply(ctx, "message accepted at end of DATA", s.data, klass=2)
+    m = one_copy(ctx, s)
+    if m is None:
+        return
+    names = [n for n, _ in raw_fields(m)]
+    ctx.expect("DKIM-Signature is the first header, above the MTA's own Received",
+               names[:2] == ["DKIM-Signature", "Received"], "order %s" % names)
+    ok, details = dkim_verified(m.raw, "rsa")
+    ctx.expect("the delivered message's signature verifies (dkimpy, the test key's record)",
+               ok, details)
+    ok, details = dkim_verified(m.raw.replace(b"Hello Bob", b"Hello Eve"), "rsa")
+    ctx.expect("a copy with its body changed does not verify (the check can fail)", not ok,
+               details)
+
+
+def check_dkim_verify(ctx):
+    s = ctx.sent[0]
+    expect_reply(ctx, "message accepted at end of DATA", s.data, klass=2)
+    m = one_copy(ctx, s)
+    if m is None:
+        return
+    names = [n for n, _ in raw_fields(m)]
+    ctx.expect("Authentication-Results is the first header, above the MTA's own Received",
+               names[:2] == ["Authentication-Results", "Received"], "order %s" % names)
+    results = " ".join(m.headers("Authentication-Results")).replace("\n", " ")
+    ctx.expect("its authserv-id is %s" % AUTHSERV_ID,
+               results.startswith(AUTHSERV_ID + ";"), results)
+    ctx.expect("spf=pass for the sender's domain (fixed record: the loopback network)",
+               "spf=pass" in results and "smtp.mailfrom=sender@example.com" in results, results)
+    ctx.expect("dkim=none for an unsigned message", "dkim=none" in results, results)
+
+
+def dkim_scenarios(work):
+    records = os.path.join(work, "dkim-records.txt")
+    with open(records, "wb") as f:
+        f.write(b"example.com v=spf1 ip4:127.0.0.0/8 -all\n")
+    sign = "%s/dkim_sign {socket} --key %s --selector rsa --domain example.com" % (
+        shlex.quote(BIN_DIR), shlex.quote(os.path.join(DKIM_DATA, "rsa.pem")))
+    verify = "%s/dkim_verify {socket} --authserv-id %s --records %s" % (
+        shlex.quote(BIN_DIR), AUTHSERV_ID, shlex.quote(records))
+    return [
+        Scenario("dkim-sign", [
+            Case("signed", [Msg("sender@example.com", ["rcpt@example.com"], subject="sign me",
+                                body=b"Hello Bob,\r\n\r\ntrailing spaces   \r\n\r\n")],
+                 check_dkim_sign),
+        ], milter=sign),
+        Scenario("dkim-verify", [
+            Case("results", [Msg("sender@example.com", ["rcpt@example.com"],
+                                 subject="check me")], check_dkim_verify),
+        ], milter=verify),
+    ]
+
+
 def scenarios(args):
     unix_cases = [c for c in conformance_cases() if c.name in ("mail-reject", "edits")]
     out = [
@@ -1076,6 +1177,7 @@ def scenarios(args):
         ]
         out += e2e_scenarios()
         out.append(attachment_scenario())
+        out += dkim_scenarios(args.work)
     return out
 
 
