@@ -121,6 +121,8 @@ where
         // Each call's state and own reply for the current event, reused from event to event.
         let mut answers: Vec<CallAnswer> = Vec::with_capacity(calls.len());
         let mut seqs: Vec<u64> = Vec::with_capacity(calls.len());
+        // The connection data the sessions were last shown.
+        let mut published = core.connection_data().clone();
         loop {
             if self.shutdown.is_shutdown() && !core.in_transaction() {
                 debug!("connection {}: closing for shutdown", self.id);
@@ -149,8 +151,13 @@ where
             // The event shares the frame's bytes; letting the frame go lets the decoder
             // reuse its buffer once the filters are done with the event.
             drop(frame);
-            for call in calls.iter_mut() {
-                call.publish(core.connection_data());
+            // Connection data changes at CONNECT, HELO and their macros only: tell the
+            // sessions then, not at every frame.
+            if !Arc::ptr_eq(&published, core.connection_data()) {
+                published = core.connection_data().clone();
+                for call in calls.iter_mut() {
+                    call.publish(&published);
+                }
             }
             if inbound.abort_call {
                 end_calls(calls, true).await;
