@@ -164,6 +164,11 @@ where
             }
             let event = match (inbound.then, event) {
                 (Then::Close, _) => return Ok(()),
+                (Then::AnswerDecided, _) => {
+                    core.answer_decided(kind, &mut self.out)?;
+                    self.flush().await?;
+                    continue;
+                }
                 (Then::Nothing, _) | (_, None) => continue,
                 (_, Some(event)) if kind == CommandKind::Macro => {
                     for call in calls.iter_mut() {
