@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use futures::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use futures::io::{AsyncRead, AsyncWrite};
 use log::{debug, warn};
 
 use super::call::{FilterCall, Polled};
@@ -23,6 +23,14 @@ use crate::metrics::Stopwatch;
 use crate::proto::{Byte, Command, CommandKind, Frame, FrameDecoder, Needs, Response, negotiate};
 use crate::rt::{Sleep, Timer};
 use crate::session::{Event, Member};
+
+/// What the output buffer starts with and shrinks back to: any reply but end-of-message
+/// edits fits.
+const OUT_CAPACITY: usize = 256;
+
+/// Output capacity kept after a write: beyond it (a replaced body, say) the buffer is let
+/// go after the write, so one large message does not pin its size for the connection's life.
+const OUT_KEPT: usize = 64 * 1024;
 
 /// One connection's I/O side.
 pub(crate) struct Driver<S> {
@@ -50,6 +58,14 @@ enum Settled {
     Lost,
 }
 
+/// When a wait for a frame times out, and which timeout it is.
+#[derive(Clone, Copy)]
+struct Deadline {
+    at: Instant,
+    /// Waiting for OPTNEG (the negotiation timeout), not a later frame.
+    negotiating: bool,
+}
+
 /// How one wait for bytes ended.
 enum Waited {
     Read(usize),
@@ -70,7 +86,7 @@ where
         Self {
             decoder: FrameDecoder::with_max_len(config.max_frame_len),
             stream,
-            out: Vec::with_capacity(256),
+            out: Vec::with_capacity(OUT_CAPACITY),
             timer,
             config,
             id,
@@ -85,6 +101,7 @@ where
         let Some(frame) = self.read_frame(None).await? else {
             return Ok(());
         };
+        self.read_timer = None;
         let stopwatch = Stopwatch::start(&*self.timer);
         let Command::OptNeg(offer) = Command::decode_frame(&frame)? else {
             return Err(ConnectionError::Unexpected {
@@ -327,11 +344,54 @@ where
 
     // ===== I/O =====
 
+    /// Writes the buffered output, giving up after the write timeout if the MTA does not
+    /// take it.
     async fn flush(&mut self) -> Result<(), ConnectionError> {
-        if !self.out.is_empty() {
-            self.stream.write_all(&self.out).await?;
-            self.stream.flush().await?;
-            self.out.clear();
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let Self {
+            stream,
+            out,
+            timer,
+            config,
+            ..
+        } = self;
+        let mut written = 0;
+        // Armed only when the MTA makes a write wait, which is rare.
+        let mut deadline: Option<Sleep> = None;
+        poll_fn(|cx| {
+            let done = loop {
+                let Some(rest) = out.get(written..).filter(|rest| !rest.is_empty()) else {
+                    break Pin::new(&mut *stream).poll_flush(cx);
+                };
+                match Pin::new(&mut *stream).poll_write(cx, rest) {
+                    Poll::Ready(Ok(0)) => {
+                        break Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+                    }
+                    Poll::Ready(Ok(n)) => written += n,
+                    Poll::Ready(Err(error)) => break Poll::Ready(Err(error)),
+                    Poll::Pending => break Poll::Pending,
+                }
+            };
+            match done {
+                Poll::Ready(result) => Poll::Ready(result.map_err(ConnectionError::Io)),
+                Poll::Pending => {
+                    let Some(timeout) = config.write_timeout else {
+                        return Poll::Pending;
+                    };
+                    let sleep = deadline.get_or_insert_with(|| timer.sleep(timeout));
+                    match sleep.as_mut().poll(cx) {
+                        Poll::Ready(()) => Poll::Ready(Err(ConnectionError::WriteTimeout)),
+                        Poll::Pending => Poll::Pending,
+                    }
+                }
+            }
+        })
+        .await?;
+        out.clear();
+        if out.capacity() > OUT_KEPT {
+            out.shrink_to(OUT_CAPACITY);
         }
         Ok(())
     }
@@ -350,10 +410,15 @@ where
         if let Some(frame) = self.decoder.decode()? {
             return Ok(Some(frame));
         }
-        let deadline = self
-            .config
-            .read_timeout
-            .map(|timeout| self.timer.now() + timeout);
+        // Before negotiation the shorter negotiation timeout applies.
+        let timeout = match (&filters, self.config.negotiation_timeout) {
+            (None, Some(timeout)) => Some(timeout),
+            _ => self.config.read_timeout,
+        };
+        let deadline = timeout.map(|timeout| Deadline {
+            at: self.timer.now() + timeout,
+            negotiating: filters.is_none(),
+        });
         let in_transaction = filters
             .as_ref()
             .is_some_and(|(core, _)| core.in_transaction());
@@ -401,7 +466,7 @@ where
     fn poll_wait_read(
         &mut self,
         cx: &mut Context<'_>,
-        deadline: Option<Instant>,
+        deadline: Option<Deadline>,
         in_transaction: bool,
     ) -> Poll<Result<Waited, ConnectionError>> {
         if let Poll::Ready(result) = self.poll_read_more(cx) {
@@ -411,7 +476,11 @@ where
         if !in_transaction && self.shutdown.poll_shutdown(cx).is_ready() {
             return Poll::Ready(Ok(Waited::Stop));
         }
-        if let Some(deadline) = deadline {
+        if let Some(Deadline {
+            at: deadline,
+            negotiating,
+        }) = deadline
+        {
             loop {
                 let timer = self
                     .read_timer
@@ -421,7 +490,11 @@ where
                 }
                 if self.timer.now() >= deadline {
                     self.read_timer = None;
-                    return Poll::Ready(Err(ConnectionError::Timeout));
+                    return Poll::Ready(Err(if negotiating {
+                        ConnectionError::NegotiationTimeout
+                    } else {
+                        ConnectionError::Timeout
+                    }));
                 }
                 // Armed for an earlier silence that the MTA broke: re-arm for this one.
                 self.read_timer = Some(self.timer.sleep_until(deadline));
@@ -462,4 +535,32 @@ async fn end_calls(calls: &mut [FilterCall], abort: bool) {
         Poll::Ready(())
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rt::ManualClock;
+
+    #[test]
+    fn the_output_buffer_is_let_go_after_a_large_write() {
+        let stream = futures::io::Cursor::new(Vec::new());
+        let timer: Arc<dyn Timer> = Arc::new(ManualClock::new());
+        let config = ConnectionConfig::default();
+        let mut driver = Driver::new(stream, timer, config, 1, ShutdownHandle::new());
+        driver.out.resize(8 * 1024 * 1024, b'x');
+        futures::executor::block_on(driver.flush()).unwrap();
+        assert_eq!(driver.stream.get_ref().len(), 8 * 1024 * 1024);
+        assert!(
+            driver.out.capacity() <= OUT_KEPT,
+            "{}",
+            driver.out.capacity()
+        );
+        // A small reply keeps its buffer: no allocation per reply.
+        driver.out.extend_from_slice(b"\0\0\0\x01c");
+        let kept = driver.out.as_ptr();
+        futures::executor::block_on(driver.flush()).unwrap();
+        driver.out.push(b'c');
+        assert_eq!(driver.out.as_ptr(), kept);
+    }
 }
