@@ -14,7 +14,9 @@ use super::answer::{Answer, Decided, after_verdict, merge, while_running};
 use super::config::ConnectionConfig;
 use crate::metrics;
 use crate::proto::{Agreed, CommandKind, EncodeError, MacroStage, ProtocolFlags, Response};
-use crate::session::{ConnectionData, EditQueue, Event, EventReply, HeaderLayout, Phase, Verdict};
+use crate::session::{
+    ConnectionData, EditQueue, Event, EventReply, HeaderLayout, HeaderLimits, Phase, Verdict,
+};
 
 /// Where the current message stands, for telling where one ends and the next begins.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,7 +154,8 @@ pub(crate) struct Core {
     warned_unanswered: bool,
     /// The verdict that ended the message before its end (a reject at a header, say). The
     /// MTA should send nothing more of that message; what it still sends gets this verdict
-    /// again, with no filter call, until a new message or SMTP session begins.
+    /// again, with no filter call, until a new message or SMTP session begins. Kept only
+    /// where MAIL is sent: without it a header may as well begin the next message.
     decided_early: Option<DecidedEarly>,
     /// Each filter's answer to the current event, kept to spare an allocation per event.
     answers: Vec<Answer>,
@@ -173,7 +176,10 @@ impl Core {
             conn: Arc::new(ConnectionData::new(
                 id,
                 Arc::new(agreed),
-                config.max_headers,
+                HeaderLimits {
+                    count: config.max_headers,
+                    bytes: config.max_header_bytes,
+                },
             )),
             error_verdict: config.error_verdict.clone(),
             sendmail_header_templates: config.sendmail_header_templates,
@@ -503,7 +509,14 @@ impl Core {
                 && phase.is_some_and(Phase::is_message_wide));
         if message_over {
             self.end_message(false);
-            if let (false, Answer::Verdict(verdict)) = (at_eom, &answer) {
+            // Only where every message begins with MAIL can a command be told to belong to
+            // the decided message rather than begin the next one.
+            let mail_sent = !self
+                .agreed()
+                .options
+                .protocol
+                .contains(ProtocolFlags::NO_MAIL);
+            if let (false, true, Answer::Verdict(verdict)) = (at_eom, mail_sent, &answer) {
                 self.decided_early = Some(DecidedEarly {
                     verdict: verdict.clone(),
                     logged: false,
