@@ -204,9 +204,19 @@ async fn headers_sent_after_the_limit_failed_the_message_start_no_new_calls() {
         replies.push(client.header(&format!("X-Flood-{i}"), " x").await.unwrap());
     }
     assert_eq!(replies.iter().filter(|r| **r == Reply::Continue).count(), 5);
-    assert!(replies[5..].iter().all(|r| *r == Reply::Tempfail), "{replies:?}");
-    assert_eq!(client.end_of_message().await.unwrap().reply, Reply::Tempfail);
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "one call for the whole message");
+    assert!(
+        replies[5..].iter().all(|r| *r == Reply::Tempfail),
+        "{replies:?}"
+    );
+    assert_eq!(
+        client.end_of_message().await.unwrap().reply,
+        Reply::Tempfail
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "one call for the whole message"
+    );
     // The next message is served as usual.
     let envelope = Envelope::new("<a@example.com>", &["<b@example.com>"]);
     let outcome = client.send_message(&envelope, MESSAGE).await.unwrap();
