@@ -98,6 +98,22 @@ impl FrameDecoder {
         self.filled
     }
 
+    /// Whether the decoder holds buffer storage (see [`FrameDecoder::release`]).
+    #[must_use]
+    pub fn holds_storage(&self) -> bool {
+        self.buf.capacity() > 0 || self.previous.capacity() > 0
+    }
+
+    /// Lets go of the buffer storage when nothing is buffered, so an idle connection holds
+    /// none; the next [`FrameDecoder::push`] or [`FrameDecoder::spare`] allocates anew.
+    /// Frames handed out keep their own bytes alive.
+    pub fn release(&mut self) {
+        if self.filled == 0 {
+            self.buf = BytesMut::new();
+            self.previous = BytesMut::new();
+        }
+    }
+
     /// Appends received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
         self.buf.truncate(self.filled);
@@ -435,5 +451,19 @@ mod tests {
         assert_eq!(decoder.missing(), 2);
         decoder.push(&[0, 9, b'B']);
         assert_eq!(decoder.missing(), 8);
+    }
+
+    #[test]
+    fn release_lets_go_of_storage_only_when_nothing_is_buffered() {
+        let mut decoder = FrameDecoder::new();
+        decoder.push(&[0, 0, 0, 2, b'H']);
+        decoder.release();
+        assert!(decoder.holds_storage(), "a partial frame is kept");
+        decoder.push(b"x");
+        assert_eq!(decoder.decode().unwrap().unwrap().payload.as_ref(), b"x");
+        decoder.release();
+        assert!(!decoder.holds_storage());
+        decoder.push(&[0, 0, 0, 1, b'Q']);
+        assert_eq!(decoder.decode().unwrap().unwrap().kind, b'Q');
     }
 }
