@@ -411,8 +411,10 @@ impl EditQueue {
                 (Edit::InsertHeader { before: x, .. }, Edit::InsertHeader { before: y, .. }) => {
                     insert_index(*y).cmp(&insert_index(*x)).then(bi.cmp(ai))
                 }
+                // Highest index first, so a delete does not renumber those still to come;
+                // edits of one header keep queue order, so the last one queued wins.
                 (Edit::ChangeHeader { index: x, .. }, Edit::ChangeHeader { index: y, .. }) => {
-                    y.cmp(x).then(bi.cmp(ai))
+                    y.cmp(x).then(ai.cmp(bi))
                 }
                 _ => ai.cmp(bi),
             })
@@ -609,6 +611,24 @@ mod tests {
         assert!(queue.quarantine(&vec![b'q'; 70_000]).is_err());
         // What was refused left the rest queued, and what was queued encodes.
         assert_eq!(responses(&queue).len(), 1);
+    }
+
+    #[test]
+    fn edits_of_one_header_go_out_in_queue_order() {
+        let mut queue = EditQueue::new(Actions::V6);
+        queue.change_header(1, 0, b"Subject", b"a").unwrap();
+        queue.change_header(1, 0, b"Subject", b"b").unwrap();
+        queue.change_header(1, 0, b"Subject", b"").unwrap();
+        queue.change_header(2, 3, b"Subject", b"c").unwrap();
+        assert_eq!(
+            responses(&queue),
+            vec![
+                r#"ChangeHeader { index: 2, name: "Subject", value: "c" }"#,
+                r#"ChangeHeader { index: 1, name: "Subject", value: "a" }"#,
+                r#"ChangeHeader { index: 1, name: "Subject", value: "b" }"#,
+                r#"ChangeHeader { index: 1, name: "Subject", value: "" }"#,
+            ]
+        );
     }
 
     #[test]
