@@ -31,7 +31,9 @@ pub(crate) fn all() -> Vec<Conversation> {
     macro_scopes(&mut out);
     unknown_commands(&mut out);
     aborts(&mut out);
-    events(&mut out);
+    connect_events(&mut out);
+    envelope_events(&mut out);
+    content_events(&mut out);
     malformed(&mut out);
     out
 }
@@ -84,8 +86,8 @@ const ACTIONS: [(&str, &str); 14] = [
 /// patterns.
 fn verdicts(out: &mut Vec<Conversation>) {
     let keys = [
-        "conn", "helo", "mail", "rcpt1", "rcpt2", "rcpt", "data", "hdr1", "hdr3", "eoh",
-        "body1", "body2", "eom", "unknown",
+        "conn", "helo", "mail", "rcpt1", "rcpt2", "rcpt", "data", "hdr1", "hdr3", "eoh", "body1",
+        "body2", "eom", "unknown",
     ];
     for mta in [Mta::Postfix, Mta::Sendmail] {
         for key in keys {
@@ -104,7 +106,11 @@ fn verdicts(out: &mut Vec<Conversation>) {
                 ]);
                 let mut session = Session::new(mta, &conn_plan, vec![message, Message::new("")]);
                 if key == "unknown" {
-                    session = session.unknown(if mta == Mta::Postfix { "XFOO" } else { "XFOO bar" });
+                    session = session.unknown(if mta == Mta::Postfix {
+                        "XFOO"
+                    } else {
+                        "XFOO bar"
+                    });
                 }
                 out.push(conv(
                     format!("verdict/{}/{key}/{label}", mta.name()),
@@ -131,7 +137,10 @@ const EDITS: [(&str, &str); 31] = [
     ("chghdr-index-0", "chghdr/Subject/0/zero"),
     ("delhdr", "delhdr/Subject/2"),
     ("delhdr-both-ascending", "delhdr/Subject/1|delhdr/Subject/2"),
-    ("delhdr-both-descending", "delhdr/Subject/2|delhdr/Subject/1"),
+    (
+        "delhdr-both-descending",
+        "delhdr/Subject/2|delhdr/Subject/1",
+    ),
     ("body", "body/new body~line two~"),
     ("body-65535", "bigbody/65535"),
     ("body-70000", "bigbody/70000"),
@@ -140,7 +149,10 @@ const EDITS: [(&str, &str); 31] = [
     ("chgfrom", "chgfrom/<new@example.com>"),
     ("chgfrom-args", "chgfrom/<new@example.com>/SIZE=10 RET=HDRS"),
     ("addrcpt", "addrcpt/<dave@example.net>"),
-    ("addrcpt-par", "addrcptpar/<dave@example.net>/NOTIFY=SUCCESS"),
+    (
+        "addrcpt-par",
+        "addrcptpar/<dave@example.net>/NOTIFY=SUCCESS",
+    ),
     ("delrcpt", "delrcpt/<bob@example.net>"),
     ("quarantine", "quar/held for review"),
     ("progress", "progress"),
@@ -178,7 +190,10 @@ fn edits(out: &mut Vec<Conversation>) {
         let plan = format!("edits={all};eom={verdict}");
         let session = Session::new(Mta::Postfix, "", vec![Message::new(&plan)]);
         out.push(conv(
-            format!("edit/postfix/all-then-{}", verdict.split('/').next().unwrap_or(verdict)),
+            format!(
+                "edit/postfix/all-then-{}",
+                verdict.split('/').next().unwrap_or(verdict)
+            ),
             Config::Full,
             session.script(),
         ));
@@ -201,7 +216,7 @@ fn edits(out: &mut Vec<Conversation>) {
     ));
 }
 
-/// HDR_LEADSPC and RCPT_REJ negotiated, macro lists requested.
+/// `HDR_LEADSPC` and `RCPT_REJ` negotiated, macro lists requested.
 fn options(out: &mut Vec<Conversation>) {
     let headers: [(&str, &str); 4] = [
         ("Subject", " spaced"),
@@ -249,11 +264,26 @@ fn multi_message(out: &mut Vec<Conversation>) {
             "rcpt-reject-then-edits-then-abort",
             &["rcpt1=rej", "edits=addhdr/X-Second/2;eom=acc", "ABORT3"],
         ),
-        ("mail-reject-then-continue", &["mail=rej", "edits=addhdr/X-A/1"]),
-        ("data-tempfail-discard-accept", &["data=tf", "eom=disc", "mail=acc", ""]),
-        ("skip-then-normal", &["body1=skip;edits=body/x~", "edits=addhdr/X-A/1"]),
-        ("hdr-reply-then-eoh-reject", &["hdr2=reply/550/5.7.1/bad header", "eoh=rej", ""]),
-        ("rcpt-accept-then-rcpt-discard", &["rcpt1=acc", "rcpt2=disc", ""]),
+        (
+            "mail-reject-then-continue",
+            &["mail=rej", "edits=addhdr/X-A/1"],
+        ),
+        (
+            "data-tempfail-discard-accept",
+            &["data=tf", "eom=disc", "mail=acc", ""],
+        ),
+        (
+            "skip-then-normal",
+            &["body1=skip;edits=body/x~", "edits=addhdr/X-A/1"],
+        ),
+        (
+            "hdr-reply-then-eoh-reject",
+            &["hdr2=reply/550/5.7.1/bad header", "eoh=rej", ""],
+        ),
+        (
+            "rcpt-accept-then-rcpt-discard",
+            &["rcpt1=acc", "rcpt2=disc", ""],
+        ),
     ];
     for mta in [Mta::Postfix, Mta::Sendmail, Mta::Plain] {
         for (label, plans) in sets {
@@ -309,11 +339,7 @@ fn multi_message(out: &mut Vec<Conversation>) {
         .strings(b'M', &["<second@example.com>"])
         .strings(b'R', &["<carol@example.net>"])
         .quit();
-    out.push(conv(
-        "multi/mail-without-abort".to_owned(),
-        Config::Full,
-        s,
-    ));
+    out.push(conv("multi/mail-without-abort".to_owned(), Config::Full, s));
     // QUIT_NC after a message answered with continue (libmilter accepts it there only).
     let s = Session::new(Mta::Sendmail, "", vec![Message::new("eom=cont")]).script();
     let mut packets = s.0;
@@ -323,13 +349,26 @@ fn multi_message(out: &mut Vec<Conversation>) {
         .macros(b'C', &[("{plan}", "conn=echo")])
         .connect("second.example.com", b'4', 50001, "192.0.2.2")
         .quit();
-    out.push(conv("multi/quit-nc-after-continue".to_owned(), Config::Full, s));
+    out.push(conv(
+        "multi/quit-nc-after-continue".to_owned(),
+        Config::Full,
+        s,
+    ));
 }
 
 /// Which macros a filter sees where: each recipient echoes one macro.
 fn macro_scopes(out: &mut Vec<Conversation>) {
     let names = [
-        "{x}", "{y}", "{z}", "x", "j", "{j}", "daemon_name", "{rcpt_addr}", "i", "{w}",
+        "{x}",
+        "{y}",
+        "{z}",
+        "x",
+        "j",
+        "{j}",
+        "daemon_name",
+        "{rcpt_addr}",
+        "i",
+        "{w}",
     ];
     for name in names {
         for stage in ["rcpt1", "data", "eoh", "eom"] {
@@ -338,7 +377,14 @@ fn macro_scopes(out: &mut Vec<Conversation>) {
             let label = stage;
             let s = Script::default()
                 .optneg(V6)
-                .macros(b'C', &[("{x}", "conn"), ("j", "mx.example.org"), ("{daemon_name}", "mx")])
+                .macros(
+                    b'C',
+                    &[
+                        ("{x}", "conn"),
+                        ("j", "mx.example.org"),
+                        ("{daemon_name}", "mx"),
+                    ],
+                )
                 .connect("client.example.com", b'4', 50000, "192.0.2.1")
                 .macros(b'H', &[("{y}", "helo")])
                 .strings(b'H', &["client.example.com"])
@@ -362,11 +408,7 @@ fn macro_scopes(out: &mut Vec<Conversation>) {
                 .raw(b'N', b"")
                 .raw(b'E', b"")
                 .quit();
-            out.push(conv(
-                format!("macros/{label}/{name}"),
-                Config::Full,
-                s,
-            ));
+            out.push(conv(format!("macros/{label}/{name}"), Config::Full, s));
         }
     }
     // Macro packets for commands that have no stage, and empty ones.
@@ -382,7 +424,11 @@ fn macro_scopes(out: &mut Vec<Conversation>) {
         .quit();
     out.push(conv("macros/odd-packets".to_owned(), Config::Full, s));
     for config in [Config::Options, Config::Macros] {
-        let session = Session::new(Mta::Postfix, "", vec![Message::new("rcpt1=macro/{rcpt_addr};eom=macro/{msg_id}")]);
+        let session = Session::new(
+            Mta::Postfix,
+            "",
+            vec![Message::new("rcpt1=macro/{rcpt_addr};eom=macro/{msg_id}")],
+        );
         out.push(conv(
             format!("macros/lists-{}", config.name()),
             config,
@@ -393,7 +439,14 @@ fn macro_scopes(out: &mut Vec<Conversation>) {
 
 /// UNKNOWN commands in every place an MTA sends them.
 fn unknown_commands(out: &mut Vec<Conversation>) {
-    for (label, action) in [("cont", "cont"), ("rej", "rej"), ("reply", "reply/502/5.5.2/no"), ("echo", "echo"), ("acc", "acc"), ("disc", "disc")] {
+    for (label, action) in [
+        ("cont", "cont"),
+        ("rej", "rej"),
+        ("reply", "reply/502/5.5.2/no"),
+        ("echo", "echo"),
+        ("acc", "acc"),
+        ("disc", "disc"),
+    ] {
         let plan = format!("unknown={action}");
         let base = Script::default()
             .optneg(V6)
@@ -405,7 +458,11 @@ fn unknown_commands(out: &mut Vec<Conversation>) {
             .strings(b'H', &["client.example.com"])
             .strings(b'M', &["<alice@example.com>"])
             .quit();
-        out.push(conv(format!("unknown/before-helo/{label}"), Config::Full, before_helo));
+        out.push(conv(
+            format!("unknown/before-helo/{label}"),
+            Config::Full,
+            before_helo,
+        ));
         let in_transaction = base
             .clone()
             .strings(b'H', &["client.example.com"])
@@ -419,7 +476,11 @@ fn unknown_commands(out: &mut Vec<Conversation>) {
             .raw(b'N', b"")
             .raw(b'E', b"")
             .quit();
-        out.push(conv(format!("unknown/in-transaction/{label}"), Config::Full, in_transaction));
+        out.push(conv(
+            format!("unknown/in-transaction/{label}"),
+            Config::Full,
+            in_transaction,
+        ));
         let after_message = base
             .strings(b'H', &["client.example.com"])
             .strings(b'M', &["<alice@example.com>"])
@@ -428,7 +489,11 @@ fn unknown_commands(out: &mut Vec<Conversation>) {
             .strings(b'U', &["XFOO after eom"])
             .strings(b'M', &["<alice@example.com>"])
             .quit();
-        out.push(conv(format!("unknown/after-message/{label}"), Config::Full, after_message));
+        out.push(conv(
+            format!("unknown/after-message/{label}"),
+            Config::Full,
+            after_message,
+        ));
     }
 }
 
@@ -462,15 +527,33 @@ fn aborts(out: &mut Vec<Conversation>) {
     out.push(conv("abort/stray-and-double".to_owned(), Config::Full, s));
 }
 
-/// What each callback is handed: the connection, HELO, envelope, headers, body chunks.
-fn events(out: &mut Vec<Conversation>) {
+/// What the connect and HELO callbacks are handed.
+fn connect_events(out: &mut Vec<Conversation>) {
     let connects: [(&str, &str, u8, u16, &str); 8] = [
         ("inet", "client.example.com", b'4', 50000, "192.0.2.1"),
         ("inet-bracketed-host", "[192.0.2.1]", b'4', 25, "192.0.2.1"),
-        ("inet6-prefixed", "v6.example.com", b'6', 50000, "IPv6:2001:db8::1"),
-        ("inet6-uncompressed", "v6.example.com", b'6', 1, "IPv6:2001:DB8:0:0:0:0:0:1"),
+        (
+            "inet6-prefixed",
+            "v6.example.com",
+            b'6',
+            50000,
+            "IPv6:2001:db8::1",
+        ),
+        (
+            "inet6-uncompressed",
+            "v6.example.com",
+            b'6',
+            1,
+            "IPv6:2001:DB8:0:0:0:0:0:1",
+        ),
         ("inet6-plain", "v6.example.com", b'6', 65535, "2001:db8::1"),
-        ("inet6-mapped", "v6.example.com", b'6', 50000, "::ffff:192.0.2.1"),
+        (
+            "inet6-mapped",
+            "v6.example.com",
+            b'6',
+            50000,
+            "::ffff:192.0.2.1",
+        ),
         ("unix", "localhost", b'L', 0, "/var/run/client.sock"),
         ("unknown-family", "localhost", b'U', 0, ""),
     ];
@@ -482,7 +565,11 @@ fn events(out: &mut Vec<Conversation>) {
             .quit();
         out.push(conv(format!("event/connect/{label}"), Config::Full, s));
     }
-    for (label, name) in [("plain", "client.example.com"), ("literal", "[192.0.2.1]"), ("empty", "")] {
+    for (label, name) in [
+        ("plain", "client.example.com"),
+        ("literal", "[192.0.2.1]"),
+        ("empty", ""),
+    ] {
         let s = Script::default()
             .optneg(V6)
             .macros(b'C', &[("{plan}", "helo=echo")])
@@ -491,9 +578,21 @@ fn events(out: &mut Vec<Conversation>) {
             .quit();
         out.push(conv(format!("event/helo/{label}"), Config::Full, s));
     }
+}
+
+/// What the MAIL and RCPT callbacks are handed.
+fn envelope_events(out: &mut Vec<Conversation>) {
     let envelopes: [(&str, &[&str]); 5] = [
         ("plain", &["<alice@example.com>"]),
-        ("args", &["<alice@example.com>", "SIZE=10", "BODY=8BITMIME", "SMTPUTF8"]),
+        (
+            "args",
+            &[
+                "<alice@example.com>",
+                "SIZE=10",
+                "BODY=8BITMIME",
+                "SMTPUTF8",
+            ],
+        ),
         ("null-sender", &["<>"]),
         ("bare", &["alice@example.com"]),
         ("empty", &[""]),
@@ -512,6 +611,10 @@ fn events(out: &mut Vec<Conversation>) {
             Session::new(Mta::Sendmail, "", vec![message]).script(),
         ));
     }
+}
+
+/// What the header and body callbacks are handed.
+fn content_events(out: &mut Vec<Conversation>) {
     let headers: [(&str, &str, &str); 6] = [
         ("plain", "Subject", "hello"),
         ("empty-value", "X-Empty", ""),
@@ -531,7 +634,10 @@ fn events(out: &mut Vec<Conversation>) {
     let bodies: [(&str, Vec<Vec<u8>>); 4] = [
         ("one-byte", vec![b"x".to_vec()]),
         ("max-chunk", vec![vec![b'a'; 65535], b"\r\n".to_vec()]),
-        ("crlf-split", vec![b"line\r".to_vec(), b"\nnext\r\n".to_vec()]),
+        (
+            "crlf-split",
+            vec![b"line\r".to_vec(), b"\nnext\r\n".to_vec()],
+        ),
         ("empty", vec![]),
     ];
     for (label, chunks) in bodies {
@@ -572,16 +678,63 @@ fn malformed(out: &mut Vec<Conversation>) {
     let cases: [(&str, Script); 9] = [
         (
             "optneg-short",
-            Script::default().raw(b'O', &[0, 0, 0, 6, 0, 0, 1, 0xff]).quit(),
+            Script::default()
+                .raw(b'O', &[0, 0, 0, 6, 0, 0, 1, 0xff])
+                .quit(),
         ),
-        ("unknown-command-byte", greeted().raw(b'Z', b"").strings(b'M', &["<a@example.com>"]).quit()),
-        ("header-without-value", greeted().strings(b'M', &["<a@example.com>"]).strings(b'R', &["<b@example.net>"]).raw(b'L', b"Subject").quit()),
-        ("header-one-string", greeted().strings(b'M', &["<a@example.com>"]).strings(b'R', &["<b@example.net>"]).strings(b'L', &["Subject"]).quit()),
-        ("connect-truncated", Script::default().optneg(V6).raw(b'C', b"host\0").quit()),
-        ("connect-bad-family", Script::default().optneg(V6).raw(b'C', b"host\0X\0\x01addr\0").quit()),
-        ("mail-no-nul", greeted().raw(b'M', b"<a@example.com>").quit()),
-        ("helo-no-nul", Script::default().optneg(V6).connect("h", b'4', 1, "192.0.2.1").raw(b'H', b"name").quit()),
-        ("rcpt-before-mail", greeted().strings(b'R', &["<b@example.net>"]).strings(b'M', &["<a@example.com>"]).quit()),
+        (
+            "unknown-command-byte",
+            greeted()
+                .raw(b'Z', b"")
+                .strings(b'M', &["<a@example.com>"])
+                .quit(),
+        ),
+        (
+            "header-without-value",
+            greeted()
+                .strings(b'M', &["<a@example.com>"])
+                .strings(b'R', &["<b@example.net>"])
+                .raw(b'L', b"Subject")
+                .quit(),
+        ),
+        (
+            "header-one-string",
+            greeted()
+                .strings(b'M', &["<a@example.com>"])
+                .strings(b'R', &["<b@example.net>"])
+                .strings(b'L', &["Subject"])
+                .quit(),
+        ),
+        (
+            "connect-truncated",
+            Script::default().optneg(V6).raw(b'C', b"host\0").quit(),
+        ),
+        (
+            "connect-bad-family",
+            Script::default()
+                .optneg(V6)
+                .raw(b'C', b"host\0X\0\x01addr\0")
+                .quit(),
+        ),
+        (
+            "mail-no-nul",
+            greeted().raw(b'M', b"<a@example.com>").quit(),
+        ),
+        (
+            "helo-no-nul",
+            Script::default()
+                .optneg(V6)
+                .connect("h", b'4', 1, "192.0.2.1")
+                .raw(b'H', b"name")
+                .quit(),
+        ),
+        (
+            "rcpt-before-mail",
+            greeted()
+                .strings(b'R', &["<b@example.net>"])
+                .strings(b'M', &["<a@example.com>"])
+                .quit(),
+        ),
     ];
     for (label, script) in cases {
         out.push(conv(format!("malformed/{label}"), Config::Full, script));

@@ -57,9 +57,7 @@ impl Counters {
 /// The milter for `config`, as a libmilter author's filter maps onto hooks: a callback
 /// that answers is a hook returning `Status`, one that does not returns `()`.
 pub(crate) fn milter(config: Config) -> Hooks<Counters> {
-    let hooks = Hooks::new(Counters::default)
-        .on_eom(eom)
-        .on_abort(abort);
+    let hooks = Hooks::new(Counters::default).on_eom(eom).on_abort(abort);
     match config {
         Config::Minimal => hooks.actions(Actions::ADD_HEADERS | Actions::CHANGE_HEADERS),
         Config::NrAll => hooks
@@ -160,7 +158,6 @@ fn decide(ctx: &mut Context<'_>, stage: &str, n: u32, echo: &str) -> Status {
     };
     let f: Vec<&str> = action.splitn(8, '/').collect();
     match (f[0], f.len()) {
-        ("cont", _) => Status::Continue,
         ("acc", _) => Status::Accept,
         ("rej", _) => Status::Reject,
         ("tf", _) => Status::Tempfail,
@@ -215,7 +212,7 @@ async fn connect(c: &mut Counters, ctx: &mut Context<'_>, client: Client) -> Sta
         Family::Inet => ('4', client.ip().map_or("-".to_owned(), |ip| ip.to_string())),
         Family::Inet6 => ('6', client.ip().map_or("-".to_owned(), |ip| ip.to_string())),
         Family::Unix => ('L', lossy(&client.address)),
-        _ => ('U', "-".to_owned()),
+        Family::Unknown => ('U', "-".to_owned()),
     };
     let text = format!(
         "host={} family={family} port={} addr={addr}",

@@ -9,6 +9,7 @@
 //! verdict (or accept or discard at RCPT) the rest of that message is not sent; after SKIP
 //! no more body chunks. Every wait is bounded.
 
+use std::fmt::Write as _;
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -81,7 +82,7 @@ fn no_reply_bit(command: u8) -> u32 {
     }
 }
 
-/// Commands that carry an answer at all (ABORT, MACRO, QUIT and QUIT_NC do not).
+/// Commands that carry an answer at all (ABORT, MACRO, QUIT and `QUIT_NC` do not).
 fn expects_reply(command: u8) -> bool {
     !matches!(command, b'A' | b'D' | b'Q' | b'K')
 }
@@ -197,11 +198,10 @@ fn collect(stream: &mut UnixStream, until_final: bool) -> (Vec<Packet>, End) {
                     return (replies, End::Answered);
                 }
             }
-            Ok(None) => return (replies, End::Closed),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 return (replies, End::Timeout);
             }
-            Err(_) => return (replies, End::Closed),
+            Ok(None) | Err(_) => return (replies, End::Closed),
         }
     }
 }
@@ -285,11 +285,13 @@ pub(crate) fn show(packet: &Packet) -> String {
             b'\r' => text.push_str("\\r"),
             b'\n' => text.push_str("\\n"),
             0x20..=0x7e => text.push(b as char),
-            _ => text.push_str(&format!("\\x{b:02x}")),
+            _ => {
+                let _ = write!(text, "\\x{b:02x}");
+            }
         }
     }
     if payload.len() > 120 {
-        text.push_str(&format!("…({} bytes)", payload.len()));
+        let _ = write!(text, "…({} bytes)", payload.len());
     }
     format!("'{}' {text}", *code as char)
 }

@@ -72,18 +72,78 @@ pub(crate) struct Offer {
 
 /// The offers of protocol reference §3.2, and some an MTA could make.
 pub(crate) const OFFERS: [Offer; 12] = [
-    Offer { name: "v6", version: 6, actions: 0x1FF, protocol: 0x1F_FFFF },
-    Offer { name: "postfix-v4", version: 4, actions: 0x1FF, protocol: 0x37F },
-    Offer { name: "postfix-v3", version: 3, actions: 0x1FF, protocol: 0x17F },
-    Offer { name: "postfix-v2", version: 2, actions: 0x1FF, protocol: 0x7F },
-    Offer { name: "postfix-v2-no-header-reply", version: 2, actions: 0x1FF, protocol: 0xFF },
-    Offer { name: "sendmail-8.13", version: 4, actions: 0x3F, protocol: 0x3FF },
-    Offer { name: "v2-v2-actions", version: 2, actions: 0x3F, protocol: 0x7F },
-    Offer { name: "v6-no-nr", version: 6, actions: 0x1FF, protocol: 0x77F },
-    Offer { name: "v6-few-actions", version: 6, actions: 0x01, protocol: 0x1F_FFFF },
-    Offer { name: "zero", version: 6, actions: 0, protocol: 0 },
-    Offer { name: "future-v7", version: 7, actions: 0x1FF, protocol: 0x1F_FFFF },
-    Offer { name: "v1", version: 1, actions: 0x0F, protocol: 0x3F },
+    Offer {
+        name: "v6",
+        version: 6,
+        actions: 0x1FF,
+        protocol: 0x1F_FFFF,
+    },
+    Offer {
+        name: "postfix-v4",
+        version: 4,
+        actions: 0x1FF,
+        protocol: 0x37F,
+    },
+    Offer {
+        name: "postfix-v3",
+        version: 3,
+        actions: 0x1FF,
+        protocol: 0x17F,
+    },
+    Offer {
+        name: "postfix-v2",
+        version: 2,
+        actions: 0x1FF,
+        protocol: 0x7F,
+    },
+    Offer {
+        name: "postfix-v2-no-header-reply",
+        version: 2,
+        actions: 0x1FF,
+        protocol: 0xFF,
+    },
+    Offer {
+        name: "sendmail-8.13",
+        version: 4,
+        actions: 0x3F,
+        protocol: 0x3FF,
+    },
+    Offer {
+        name: "v2-v2-actions",
+        version: 2,
+        actions: 0x3F,
+        protocol: 0x7F,
+    },
+    Offer {
+        name: "v6-no-nr",
+        version: 6,
+        actions: 0x1FF,
+        protocol: 0x77F,
+    },
+    Offer {
+        name: "v6-few-actions",
+        version: 6,
+        actions: 0x01,
+        protocol: 0x1F_FFFF,
+    },
+    Offer {
+        name: "zero",
+        version: 6,
+        actions: 0,
+        protocol: 0,
+    },
+    Offer {
+        name: "future-v7",
+        version: 7,
+        actions: 0x1FF,
+        protocol: 0x1F_FFFF,
+    },
+    Offer {
+        name: "v1",
+        version: 1,
+        actions: 0x0F,
+        protocol: 0x3F,
+    },
 ];
 
 pub(crate) const V6: Offer = OFFERS[0];
@@ -129,7 +189,11 @@ impl Message {
     pub(crate) fn new(plan: &str) -> Self {
         Self {
             plan: plan.to_owned(),
-            from: vec!["<alice@example.com>".into(), "SIZE=123".into(), "BODY=8BITMIME".into()],
+            from: vec![
+                "<alice@example.com>".into(),
+                "SIZE=123".into(),
+                "BODY=8BITMIME".into(),
+            ],
             rcpts: vec![
                 vec!["<bob@example.net>".into()],
                 vec!["<carol@example.net>".into(), "NOTIFY=NEVER".into()],
