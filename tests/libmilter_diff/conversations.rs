@@ -12,6 +12,16 @@ pub(crate) struct Conversation {
     pub(crate) script: Script,
 }
 
+impl Conversation {
+    /// Whether libmilter is known to stay silent in it, so the wait for an answer is short.
+    pub(crate) fn libmilter_silent(&self) -> bool {
+        matches!(
+            self.name.as_str(),
+            "malformed/helo-no-nul" | "malformed/rcpt-before-mail"
+        )
+    }
+}
+
 fn conv(name: String, config: Config, script: Script) -> Conversation {
     Conversation {
         name,

@@ -10,6 +10,9 @@
 //! crate's packet is the right one (the README's section "Differences from libmilter"
 //! says the same for users); a difference not listed, or a listed one that no longer
 //! appears, fails the test.
+//!
+//! `LIBMILTER_DIFF_SHOW=PREFIX cargo test --test libmilter_diff -- --nocapture` prints both
+//! transcripts of every conversation whose name starts with PREFIX (`verdict/postfix/rcpt1`).
 
 mod conversations;
 mod differences;
@@ -32,7 +35,7 @@ use futures::channel::oneshot;
 use conversations::Conversation;
 use differences::Difference;
 use ours::Config;
-use runner::{Transcript, play, show_exchange};
+use runner::{READ_TIMEOUT, SILENCE_TIMEOUT, Transcript, play, show_exchange};
 
 /// How long a filter may take to start listening.
 const START: Duration = Duration::from_secs(10);
@@ -169,6 +172,51 @@ fn compare<'a>(
     Ok(needed)
 }
 
+/// How many conversations are played at once (each on its own connections).
+const PARALLEL: usize = 4;
+
+/// Plays every conversation against libmilter and against ours, [`PARALLEL`] at a time;
+/// the transcripts come back in the conversations' order.
+fn play_all(
+    conversations: &[Conversation],
+    sockets: &BTreeMap<&str, (PathBuf, PathBuf)>,
+) -> Vec<(Transcript, Transcript)> {
+    let mut played: Vec<Option<(Transcript, Transcript)>> = vec![None; conversations.len()];
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..PARALLEL)
+            .map(|worker| {
+                scope.spawn(move || {
+                    let mut done = Vec::new();
+                    for (i, conversation) in conversations.iter().enumerate() {
+                        if i % PARALLEL != worker {
+                            continue;
+                        }
+                        let (lib_socket, our_socket) = &sockets[conversation.config.name()];
+                        let timeout = if conversation.libmilter_silent() {
+                            SILENCE_TIMEOUT
+                        } else {
+                            READ_TIMEOUT
+                        };
+                        let script = &conversation.script.0;
+                        done.push((
+                            i,
+                            play(lib_socket, script, timeout),
+                            play(our_socket, script, timeout),
+                        ));
+                    }
+                    done
+                })
+            })
+            .collect();
+        for worker in workers {
+            for (i, lib, our) in worker.join().expect("a conversation worker") {
+                played[i] = Some((lib, our));
+            }
+        }
+    });
+    played.into_iter().map(|p| p.expect("played")).collect()
+}
+
 #[test]
 fn replies_match_libmilter_packet_by_packet() {
     let started = Instant::now();
@@ -200,15 +248,20 @@ fn replies_match_libmilter_packet_by_packet() {
     let mut unexpected = Vec::new();
     let mut seen_allowed = std::collections::HashSet::new();
     let mut to_fix = Vec::new();
-    for Conversation {
-        name,
-        config,
-        script,
-    } in &conversations
-    {
-        let (lib_socket, our_socket) = &sockets[config.name()];
-        let lib = play(lib_socket, &script.0);
-        let our = play(our_socket, &script.0);
+    let show = std::env::var("LIBMILTER_DIFF_SHOW").ok();
+    let played = play_all(&conversations, &sockets);
+    for (conversation, (lib, our)) in conversations.iter().zip(played) {
+        let Conversation { name, config, .. } = conversation;
+        if show
+            .as_deref()
+            .is_some_and(|prefix| name.starts_with(prefix))
+        {
+            println!("{name}:");
+            for (lib_at, our_at) in lib.iter().zip(&our) {
+                println!("  libmilter {}", show_exchange(Some(lib_at)));
+                println!("  ours      {}", show_exchange(Some(our_at)));
+            }
+        }
         exchanges += lib.len() + our.len();
         packets += lib
             .iter()
