@@ -133,7 +133,7 @@ fn verdicts(out: &mut Vec<Conversation>) {
 }
 
 /// Edit lists for end of message.
-const EDITS: [(&str, &str); 31] = [
+const EDITS: [(&str, &str); 33] = [
     ("addhdr", "addhdr/X-Added/one"),
     ("addhdr-folded", "addhdr/X-Folded/line one\n\tline two"),
     ("addhdr-existing-name", "addhdr/Subject/third"),
@@ -177,6 +177,8 @@ const EDITS: [(&str, &str); 31] = [
     ("progress-after-edit", "addhdr/X-Added/one|progress"),
     ("two-bodies", "body/first~|body/second~"),
     ("same-header-twice", "chghdr/Subject/1/a|chghdr/Subject/1/b"),
+    ("change-then-delete", "chghdr/Subject/1/a|delhdr/Subject/1"),
+    ("two-inserts-top", "ins/top/X-One/1|ins/top/X-Two/2"),
 ];
 
 /// Every edit alone and in combination, on the three header numberings (Postfix, Sendmail,
@@ -195,7 +197,10 @@ fn edits(out: &mut Vec<Conversation>) {
             }
         }
     }
-    let all = EDITS[26].1;
+    let all = EDITS
+        .iter()
+        .find(|(label, _)| *label == "all-in-send-order")
+        .map_or("", |(_, edits)| edits);
     for verdict in ["rej", "tf", "disc", "reply/550/5.7.1/no"] {
         let plan = format!("edits={all};eom={verdict}");
         let session = Session::new(Mta::Postfix, "", vec![Message::new(&plan)]);

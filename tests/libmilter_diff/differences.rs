@@ -656,7 +656,9 @@ fn to_fix() -> Vec<Difference> {
         id: "same-header-changed-twice",
         reason: "TO FIX (src/session/edits.rs, EditQueue::encode): two CHGHEADER edits of the same header are sent in reverse queue order (ties broken by `bi.cmp(ai)`), so the MTA applies the first value last and the earlier call wins; a change followed by a delete of the same header deletes first and then changes the next header of that name on Postfix",
         to_fix: true,
-        applies: |name| name.contains("/same-header-twice/"),
+        applies: |name| {
+            name.contains("/same-header-twice/") || name.contains("/change-then-delete/")
+        },
         rewrite: same_header_reversed,
     }]
 }
