@@ -594,7 +594,7 @@ fn verdict_differences() -> Vec<Difference> {
         },
         Difference {
             id: "no-discard-at-connection",
-            reason: "DISCARD is not an answer to CONNECT, HELO or UNKNOWN, nor ACCEPT to UNKNOWN (protocol reference §4.2); the command is let through",
+            reason: "DISCARD is not an answer to CONNECT, HELO or UNKNOWN, nor ACCEPT to UNKNOWN (protocol reference §4.2): the command is let through (a discard at CONNECT or HELO is held and sent at the next MAIL)",
             to_fix: false,
             applies: everywhere,
             rewrite: connection_discard,
