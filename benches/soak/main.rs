@@ -21,7 +21,7 @@
 //! server inherits it.
 //!
 //! Environment: `SOAK_QUICK=1` (a smoke run of every scenario: 1,000 idle connections,
-//! 20,000 messages, 10 and 100 slow connections for 2 s), `SOAK_ONLY=idle,million,slow`,
+//! 10,000 messages, 10 and 100 slow connections for 1 s each), `SOAK_ONLY=idle,million,slow`,
 //! `SOAK_IDLE`, `SOAK_IDLE_MESSAGES`, `SOAK_MESSAGES`, `SOAK_CONNS` (the mail connections of
 //! scenarios 1 and 2), `SOAK_SLOW_CONNS=10,100,1000`, `SOAK_DELAY_MS`, `SOAK_SLOW_SECS`,
 //! `SOAK_MAX_SECS` (the time bound of every load loop), `SOAK_RUNTIME=tokio|smol` (serve on
@@ -100,10 +100,10 @@ impl Params {
             conns: number("SOAK_CONNS", 64, 64)? as usize,
             idle: number("SOAK_IDLE", 10_000, 1_000)? as usize,
             idle_messages: number("SOAK_IDLE_MESSAGES", 50_000, 5_000)?,
-            messages: number("SOAK_MESSAGES", 1_000_000, 20_000)?,
+            messages: number("SOAK_MESSAGES", 1_000_000, 10_000)?,
             slow_conns,
             delay: Duration::from_millis(number("SOAK_DELAY_MS", 50, 50)?),
-            slow_time: Duration::from_secs(number("SOAK_SLOW_SECS", 15, 2)?),
+            slow_time: Duration::from_secs(number("SOAK_SLOW_SECS", 15, 1)?),
             max_time: Duration::from_secs(number("SOAK_MAX_SECS", 1800, 120)?),
             server_args,
         })

@@ -7,7 +7,7 @@ use std::sync::mpsc::channel;
 use std::time::{Duration, Instant};
 
 use crate::load::{self, Bound, Message, Tally};
-use crate::report::{kib, load_average, rate};
+use crate::report::{load_average, rate};
 use crate::server::{Memory, Server};
 use crate::{Params, Result, Verdict};
 
@@ -80,46 +80,67 @@ fn scenario(server: &mut Server, p: &Params) -> Result<Verdict> {
     let wall = started.elapsed();
     let cpu = server.cpu_secs() - cpu_before;
     let end = server.memory()?;
-    let served = tally.served();
+    let end_point = Point {
+        served: tally.served(),
+        at: wall,
+        memory: end,
+    };
+    let done = tally.served();
     println!(
-        "served {served} messages on {} connections in {:.1} s: {:.0} msgs/s, server CPU {:.0} \
+        "served {done} messages on {} connections in {:.1} s: {:.0} msgs/s, server CPU {:.0} \
          µs/msg, {:.1} heap allocations/msg, errors {}{}",
         p.conns,
         wall.as_secs_f64(),
-        rate(served, wall),
-        cpu * 1e6 / served.max(1) as f64,
-        end.heap.allocs.saturating_sub(start.heap.allocs) as f64 / served.max(1) as f64,
+        rate(done, wall),
+        cpu * 1e6 / done.max(1) as f64,
+        end.heap.allocs.saturating_sub(start.heap.allocs) as f64 / done.max(1) as f64,
         tally.errors(),
         tally.first_error()
     );
-    if served < p.messages && tally.errors() == 0 {
+    if done < p.messages && tally.errors() == 0 {
         println!(
             "stopped by the time bound ({} s, SOAK_MAX_SECS)",
             p.max_time.as_secs()
         );
     }
+    print_series(&start, &points, &end_point, p.messages);
+    let quit_failures = async_std::task::block_on(load::quit_all(ran.clients, 64));
+    println!("QUIT failures: {quit_failures}");
+    println!("load average after: {}", load_average());
+    Ok(Verdict {
+        errors: tally.errors() + quit_failures,
+        complete: done == p.messages,
+    })
+}
+
+/// The memory readings as a table, the RSS series, and the growth after the first 5%.
+fn print_series(start: &Memory, points: &[Point], end_point: &Point, messages: u64) {
+    let end = &end_point.memory;
     println!();
-    println!("| messages served | s | RSS | live heap blocks | live heap |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "| messages served | s | RSS KiB | of which anonymous KiB | live heap blocks | live heap KiB |"
+    );
+    println!("|---|---|---|---|---|---|");
     let row = |label: &str, at: Duration, m: &Memory| {
         println!(
-            "| {label} | {:.1} | {} | {} | {} |",
+            "| {label} | {:.1} | {} | {} | {} | {} |",
             at.as_secs_f64(),
-            kib(m.rss_kib),
+            m.rss_kib,
+            m.anon_kib,
             m.heap.live_blocks,
-            kib(m.heap.live_bytes / 1024)
+            m.heap.live_bytes / 1024
         );
     };
-    row("start (after warm-up)", Duration::ZERO, &start);
-    for point in &points {
-        let percent = point.served * 100 / p.messages.max(1);
+    row("start (after warm-up)", Duration::ZERO, start);
+    for point in points {
+        let percent = point.served * 100 / messages.max(1);
         row(
             &format!("{} ({percent}%)", point.served),
             point.at,
             &point.memory,
         );
     }
-    row(&format!("{served} (end)"), wall, &end);
+    row(&format!("{} (end)", end_point.served), end_point.at, end);
     println!();
     let rss: Vec<u64> = points.iter().map(|pt| pt.memory.rss_kib).collect();
     let max_rss = rss
@@ -128,32 +149,24 @@ fn scenario(server: &mut Server, p: &Params) -> Result<Verdict> {
         .chain([start.rss_kib, end.rss_kib])
         .max();
     println!(
-        "RSS MiB every 5%: {}",
-        rss.iter()
-            .map(|r| format!("{:.1}", *r as f64 / 1024.0))
-            .collect::<Vec<_>>()
-            .join(" ")
+        "RSS KiB every 5%: {}",
+        rss.iter().map(u64::to_string).collect::<Vec<_>>().join(" ")
     );
     println!(
-        "RSS: start {}, end {}, max {}; peak (VmHWM) {}",
-        kib(start.rss_kib),
-        kib(end.rss_kib),
-        kib(max_rss.unwrap_or(0)),
-        kib(end.hwm_kib)
+        "RSS: start {} KiB, end {} KiB, max {} KiB; peak (VmHWM) {} KiB",
+        start.rss_kib,
+        end.rss_kib,
+        max_rss.unwrap_or(0),
+        end.hwm_kib
     );
     if let Some(first) = points.first() {
         println!(
-            "from the first 5% to the end: RSS {:+} KiB, live heap {:+} blocks, {:+} bytes",
+            "from the first 5% to the end: RSS {:+} KiB (anonymous {:+} KiB), live heap {:+} \
+             blocks, {:+} bytes",
             end.rss_kib as i64 - first.memory.rss_kib as i64,
+            end.anon_kib as i64 - first.memory.anon_kib as i64,
             end.heap.live_blocks as i64 - first.memory.heap.live_blocks as i64,
             end.heap.live_bytes as i64 - first.memory.heap.live_bytes as i64
         );
     }
-    let quit_failures = async_std::task::block_on(load::quit_all(ran.clients, 64));
-    println!("QUIT failures: {quit_failures}");
-    println!("load average after: {}", load_average());
-    Ok(Verdict {
-        errors: tally.errors() + quit_failures,
-        complete: served == p.messages,
-    })
 }

@@ -52,6 +52,9 @@ pub(crate) struct Memory {
     pub(crate) rss_kib: u64,
     /// `VmHWM` (peak RSS), KiB.
     pub(crate) hwm_kib: u64,
+    /// `RssAnon`: the anonymous part of the RSS (heap, stacks), KiB; the rest is mostly the
+    /// program's and libraries' file pages.
+    pub(crate) anon_kib: u64,
     pub(crate) heap: Heap,
 }
 
@@ -142,6 +145,7 @@ impl Server {
         Ok(Memory {
             rss_kib: field("VmRSS:"),
             hwm_kib: field("VmHWM:"),
+            anon_kib: field("RssAnon:"),
             heap,
         })
     }

@@ -123,21 +123,21 @@ async fn measure(server: &Server, p: &Params, conns: usize, delay: Duration) -> 
     let quit_failures = load::quit_all(ran.clients, 64).await;
     let mut latencies = ran.latencies;
     latencies.sort_unstable();
-    let served = tally.served();
+    let done = tally.served();
     let level = Level {
         conns,
         delay,
-        served,
-        msgs_per_sec: rate(served, wall),
+        served: done,
+        msgs_per_sec: rate(done, wall),
         p50_ms: load::quantile_ms(&latencies, 0.50),
         p99_ms: load::quantile_ms(&latencies, 0.99),
         max_ms: load::quantile_ms(&latencies, 1.0),
-        cpu_us: cpu * 1e6 / served.max(1) as f64,
+        cpu_us: cpu * 1e6 / done.max(1) as f64,
         errors: warm.errors() + tally.errors() + quit_failures,
         first_error: format!("{}{}", warm.first_error(), tally.first_error()),
     };
     eprintln!(
-        "soak: {conns} connections, wait {} ms: {served} messages, {:.0} msgs/s, errors {}",
+        "soak: {conns} connections, wait {} ms: {done} messages, {:.0} msgs/s, errors {}",
         delay.as_millis(),
         level.msgs_per_sec,
         level.errors
