@@ -794,9 +794,10 @@ fn merged_modifications(each: &[&[Modification]], kind: MtaKind) -> Vec<Modifica
     inserts.sort_by_key(|(index, _)| std::cmp::Reverse(*index));
     out.extend(inserts.into_iter().map(|(_, m)| m));
     // Changes and deletions: a later filter's edit of the same header replaces an earlier
-    // one's; then the highest index first, ties as for inserts.
+    // one's; then the highest index first, ties in list order and, within a filter, in the
+    // order it queued them.
     let mut changes: Vec<(u32, Modification)> = Vec::new();
-    for (i, p) in all.iter().enumerate().rev() {
+    for (i, p) in all.iter().enumerate() {
         for (index, m) in &p.changes {
             let overridden = all.get(i + 1..).unwrap_or_default().iter().any(|later| {
                 later
