@@ -134,24 +134,52 @@ impl FilterCall {
         if let Some(mut running) = self.running.take() {
             if abort {
                 lock(&self.mailbox).abort();
-                if let Poll::Ready(Ok((Err(error), finished))) = running.as_mut().poll(cx) {
-                    // The core logged the abort with the queue id; this is the filter's side.
-                    let id = lock(&self.mailbox).connection_data().id;
-                    let name = self.member.name.as_deref().unwrap_or("the filter");
-                    log::debug!(
-                        "connection {id}: message {}: {name} ended after abort: {error}",
-                        self.message_no
-                    );
-                    self.recycled = Some(finished.recycled);
+                // The core logged the abort with the queue id; this is the filter's side.
+                match running.as_mut().poll(cx) {
+                    Poll::Ready(Ok((Err(error), finished))) => {
+                        log::debug!("{}ended after abort: {error}", self.who());
+                        self.recycled = Some(finished.recycled);
+                    }
+                    Poll::Ready(Err(panic)) => {
+                        log::error!(
+                            "{}panicked after abort: {}",
+                            self.who(),
+                            panic_message(&*panic)
+                        );
+                    }
+                    _ => {}
                 }
             }
+            self.drop_call(running);
         }
         lock(&self.mailbox).reset();
     }
 
     /// Drops a running filter at once (the connection is closing).
     pub(crate) fn drop_running(&mut self) {
-        self.running = None;
+        if let Some(running) = self.running.take() {
+            self.drop_call(running);
+        }
+    }
+
+    /// Drops a call's future; a panic in the filter's own drop code (a local's destructor)
+    /// is logged and goes no further, so it costs that call only, not the connection.
+    fn drop_call(&self, running: CallFuture) {
+        let dropped = std::panic::catch_unwind(AssertUnwindSafe(move || drop(running)));
+        if let Err(panic) = dropped {
+            log::error!(
+                "{}panicked while being dropped: {}",
+                self.who(),
+                panic_message(&*panic)
+            );
+        }
+    }
+
+    /// `connection 3: message 2: the filter ` (or the filter's name), for log lines.
+    fn who(&self) -> String {
+        let id = lock(&self.mailbox).connection_data().id;
+        let name = self.member.name.as_deref().unwrap_or("the filter");
+        format!("connection {id}: message {}: {name} ", self.message_no)
     }
 
     fn outcome(&mut self, output: CallOutput) -> Outcome {
@@ -164,15 +192,18 @@ impl FilterCall {
                     Err(error) => Outcome::Failed(error.to_string()),
                 }
             }
-            Err(panic) => Outcome::Panicked(
-                panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default(),
-            ),
+            Err(panic) => Outcome::Panicked(panic_message(&*panic)),
         }
     }
+}
+
+/// The text a panic was raised with, if it was a string.
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
 }
 
 /// What one poll of the call found.

@@ -21,6 +21,7 @@ mod error;
 mod shutdown;
 
 pub use builder::{Builder, Connection};
+pub(crate) use call::panic_message;
 pub use config::{
     ConnectionConfig, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADERS, DEFAULT_NEGOTIATION_TIMEOUT,
     DEFAULT_PROGRESS_INTERVAL, DEFAULT_READ_TIMEOUT, DEFAULT_WRITE_TIMEOUT,

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -14,7 +15,7 @@ use log::{error, info, warn};
 
 use super::config::ServerConfig;
 use super::spec::{SocketSpec, SpecError};
-use crate::connection::{Builder, ShutdownHandle};
+use crate::connection::{Builder, ShutdownHandle, panic_message};
 use crate::metrics;
 use crate::rt::{Runtime, StdListener};
 use crate::session::Filter;
@@ -191,9 +192,13 @@ impl<R: Runtime> Server<R> {
             let registry = registry.clone();
             let done = done_tx.clone();
             runtime.spawn(async move {
-                // Errors are logged by the connection with its id.
-                let _ = serve.await;
-                registry.remove(id);
+                // The slot is given back however the task ends, a panic included.
+                let _slot = Slot { registry, id };
+                // Errors are logged by the connection with its id; a panic (a bug, since
+                // filter panics are caught where the filter runs) ends this connection only.
+                if let Err(panic) = AssertUnwindSafe(serve).catch_unwind().await {
+                    error!("connection {id}: panicked: {}", panic_message(&*panic));
+                }
                 drop(done);
             });
         }
@@ -254,6 +259,18 @@ fn remove_stale_socket(path: &std::path::Path) -> io::Result<()> {
 /// Live connections, so the server can count them and abort them at the deadline.
 #[derive(Clone, Default)]
 struct Registry(Arc<Mutex<HashMap<u64, AbortHandle>>>);
+
+/// A connection's place in the registry, given back when dropped.
+struct Slot {
+    registry: Registry,
+    id: u64,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.registry.remove(self.id);
+    }
+}
 
 impl Registry {
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<u64, AbortHandle>> {
