@@ -13,6 +13,7 @@ use futures::channel::mpsc;
 use futures::future::{AbortHandle, Either, FutureExt, abortable, select};
 use log::{error, info, warn};
 
+use super::bind;
 use super::config::ServerConfig;
 use super::spec::{SocketSpec, SpecError};
 use crate::connection::{Builder, ShutdownHandle, panic_message};
@@ -66,8 +67,9 @@ impl Server<crate::rt::DefaultRuntime> {
 impl<R: Runtime> Server<R> {
     /// Binds `spec` with `config` on `runtime`.
     ///
-    /// A unix socket file left over from an earlier run is removed first (only if it is a
-    /// socket); the new one gets `config.unix_mode` and is removed again at shutdown.
+    /// The socket is bound with `config.listen_backlog`. A unix socket file left over from
+    /// an earlier run is removed first (only if it is a socket); the new one gets
+    /// `config.unix_mode` and is removed again at shutdown.
     ///
     /// `systemd` and `systemd:NAME` bind nothing: they take a socket systemd passed (see
     /// [socket activation](super#socket-activation)). When there is none to take, the error
@@ -80,12 +82,15 @@ impl<R: Runtime> Server<R> {
     pub async fn bind_on(runtime: R, spec: &str, config: ServerConfig) -> io::Result<Self> {
         let spec: SocketSpec = spec.parse().map_err(invalid_spec)?;
         let (listener, owned_path) = match &spec {
-            SocketSpec::Inet(addr) => (StdListener::Tcp(std::net::TcpListener::bind(addr)?), None),
+            SocketSpec::Inet(addr) => (
+                StdListener::Tcp(bind::tcp(*addr, config.listen_backlog)?),
+                None,
+            ),
             // Passed down, so not ours to remove at shutdown.
             SocketSpec::Systemd(name) => (take_passed(name.as_deref())?, None),
             SocketSpec::Unix(path) => {
                 remove_stale_socket(path)?;
-                let listener = std::os::unix::net::UnixListener::bind(path)?;
+                let listener = bind::unix(path, config.listen_backlog)?;
                 if let Some(mode) = config.unix_mode {
                     use std::os::unix::fs::PermissionsExt;
                     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
@@ -100,6 +105,8 @@ impl<R: Runtime> Server<R> {
 
     /// Serves on a listener bound elsewhere: by you, or passed down by a service manager.
     /// A unix socket file is left in place at shutdown, since this server did not create it.
+    /// The listener keeps the backlog it was bound with (`std::net::TcpListener::bind`
+    /// gives 128; bind with `socket2` to choose), not `config.listen_backlog`.
     pub fn from_listener(
         runtime: R,
         listener: impl Into<StdListener>,

@@ -42,13 +42,16 @@
 #[cfg(feature = "systemd")]
 #[cfg_attr(docsrs, doc(cfg(feature = "systemd")))]
 pub mod activation;
+mod bind;
 mod config;
 mod listener;
 #[cfg(feature = "signals")]
 mod signals;
 mod spec;
 
-pub use config::{DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_GRACE, ServerConfig};
+pub use config::{
+    DEFAULT_LISTEN_BACKLOG, DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_GRACE, ServerConfig,
+};
 pub use listener::Server;
 #[cfg(feature = "signals")]
 #[cfg_attr(docsrs, doc(cfg(feature = "signals")))]
