@@ -718,8 +718,10 @@ async fn run_workload(workload: Workload, server: &mut Server, p: &Params) -> Re
                 }
             }
             let wall = start.elapsed();
-            // Let the server finish with the last negotiations before reading its memory.
-            async_std::task::sleep(Duration::from_millis(200)).await;
+            // Let the server finish with the last negotiations, and its connections stay
+            // idle long enough to let go of their buffers (after 250 ms), before reading
+            // its memory.
+            async_std::task::sleep(Duration::from_millis(600)).await;
             let after = server.snapshot();
             let (rss_after, _) = server.memory_kib();
             let per_conn = rss_after.saturating_sub(rss_before) as f64 / p.w5_conns as f64;

@@ -101,6 +101,8 @@ pub(crate) fn connection_error(error: &ConnectionError) {
         ConnectionError::Decode(_) | ConnectionError::Unexpected { .. } => "protocol",
         ConnectionError::Negotiate(_) => "negotiation",
         ConnectionError::Timeout => "timeout",
+        ConnectionError::NegotiationTimeout => "negotiation_timeout",
+        ConnectionError::WriteTimeout => "write_timeout",
         ConnectionError::Io(_) => "io",
         ConnectionError::Encode(_) => "internal",
     };

@@ -99,6 +99,70 @@ async fn without_a_read_timeout_silence_is_allowed() {
     assert!(result.is_ok(), "{result:?}");
 }
 
+#[async_std::test]
+async fn a_peer_that_never_negotiates_is_closed_after_the_negotiation_timeout() {
+    let clock = ManualClock::new();
+    let (mut mta, filter) = UnixStream::pair().unwrap();
+    let connection = Builder::new(clock.clone())
+        .read_timeout(Some(Duration::from_secs(7210)))
+        .negotiation_timeout(Some(Duration::from_secs(30)))
+        .serve(filter, accept);
+    let script = async {
+        // Half a length field, then nothing: 30 s end it, not the two-hour read timeout.
+        futures::AsyncWriteExt::write_all(&mut mta, &[0, 0])
+            .await
+            .unwrap();
+        armed(&clock, 1).await;
+        clock.advance(Duration::from_secs(30));
+    };
+    let (result, ()) = async_std::future::timeout(HANG, futures::future::join(connection, script))
+        .await
+        .expect("no hang");
+    assert!(
+        matches!(result, Err(ConnectionError::NegotiationTimeout)),
+        "{result:?}"
+    );
+}
+
+/// Replaces the body with 8 MiB at end of message: far more than a socket buffer holds.
+async fn large_reply(session: &mut Session) -> Result<Verdict, Error> {
+    session.end_of_message().await?;
+    session.replace_body(vec![b'x'; 8 * 1024 * 1024])?;
+    Ok(Verdict::Accept)
+}
+
+#[async_std::test]
+async fn a_peer_that_stops_reading_is_closed_after_the_write_timeout() {
+    let clock = ManualClock::new();
+    let (mta, filter) = UnixStream::pair().unwrap();
+    let mut raw = mta.clone();
+    let connection = Builder::new(clock.clone())
+        .read_timeout(None)
+        .progress_interval(None)
+        .write_timeout(Some(Duration::from_secs(60)))
+        .serve(filter, large_reply);
+    let script = async {
+        let mut client = MilterClient::new(mta, Profile::postfix());
+        client.negotiate().await.unwrap();
+        up_to_end_of_message(&mut client).await;
+        // End of message, and then never a byte read: the reply's write waits, armed.
+        futures::AsyncWriteExt::write_all(&mut raw, &[0, 0, 0, 1, b'E'])
+            .await
+            .unwrap();
+        armed(&clock, 1).await;
+        clock.advance(Duration::from_secs(60));
+        client
+    };
+    let (result, _client) =
+        async_std::future::timeout(HANG, futures::future::join(connection, script))
+            .await
+            .expect("no hang");
+    assert!(
+        matches!(result, Err(ConnectionError::WriteTimeout)),
+        "{result:?}"
+    );
+}
+
 /// A filter that, at end of message, waits for the test to let it go.
 fn held_at_end(release: oneshot::Receiver<()>) -> impl async_milter::Filter {
     let release = std::sync::Mutex::new(Some(release));

@@ -175,6 +175,86 @@ async fn a_flood_of_headers_fails_the_message_instead_of_growing_without_bound()
     assert_eq!(outcome.verdict, Reply::Accept);
 }
 
+/// After the header limit failed the message, a peer that kept sending headers started a
+/// filter call (and an error log line) per header.
+#[async_std::test]
+async fn headers_sent_after_the_limit_failed_the_message_start_no_new_calls() {
+    let config = async_milter::connection::ConnectionConfig {
+        max_headers: 5,
+        ..Default::default()
+    };
+    let calls = Arc::new(AtomicUsize::new(0));
+    let filter = Counting {
+        inner: FnFilter::new(reads_headers),
+        calls: calls.clone(),
+    };
+    let builder = async_milter::connection::Builder::new(async_milter::rt::AsyncStd).config(config);
+    let mut client =
+        async_milter::testing::in_process_with(&builder, filter, Profile::sendmail()).unwrap();
+    client.negotiate().await.unwrap();
+    client
+        .connect("client.example.com", Family::Inet, 4000, "192.0.2.1")
+        .await
+        .unwrap();
+    client.mail("<a@example.com>", &[]).await.unwrap();
+    client.rcpt("<b@example.com>", &[]).await.unwrap();
+    client.data().await.unwrap();
+    let mut replies = Vec::new();
+    for i in 0..50 {
+        replies.push(client.header(&format!("X-Flood-{i}"), " x").await.unwrap());
+    }
+    assert_eq!(replies.iter().filter(|r| **r == Reply::Continue).count(), 5);
+    assert!(
+        replies[5..].iter().all(|r| *r == Reply::Tempfail),
+        "{replies:?}"
+    );
+    assert_eq!(
+        client.end_of_message().await.unwrap().reply,
+        Reply::Tempfail
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "one call for the whole message"
+    );
+    // The next message is served as usual.
+    let envelope = Envelope::new("<a@example.com>", &["<b@example.com>"]);
+    let outcome = client.send_message(&envelope, MESSAGE).await.unwrap();
+    assert_eq!(outcome.verdict, Reply::Accept);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+/// Few headers, but large ones: the header count was limited, their bytes were not.
+#[async_std::test]
+async fn large_headers_fail_the_message_beyond_the_header_bytes_limit() {
+    let config = async_milter::connection::ConnectionConfig {
+        max_header_bytes: 64 * 1024,
+        ..Default::default()
+    };
+    let value = "v".repeat(20 * 1024);
+    let message_with = |headers: usize| {
+        let mut message = Vec::new();
+        for i in 0..headers {
+            message.extend_from_slice(format!("X-Big-{i}: {value}\r\n").as_bytes());
+        }
+        message.extend_from_slice(b"\r\nbody\r\n");
+        message
+    };
+    let builder = async_milter::connection::Builder::new(async_milter::rt::AsyncStd).config(config);
+    let envelope = Envelope::new("<a@example.com>", &["<b@example.com>"]);
+    for (headers, expected) in [(4, Reply::Tempfail), (3, Reply::Accept)] {
+        let mut client =
+            async_milter::testing::in_process_with(&builder, reads_headers, Profile::postfix())
+                .unwrap();
+        client.negotiate().await.unwrap();
+        let outcome = client
+            .send_message(&envelope, &message_with(headers))
+            .await
+            .unwrap();
+        assert_eq!(outcome.verdict, expected, "{headers} headers of 20 KiB");
+    }
+}
+
 /// Adds `X-Queue-Id-At-Mail` and `X-Queue-Id-At-Eom` with what `Session::queue_id` said.
 async fn report_queue_id(session: &mut Session) -> Result<Verdict, Error> {
     session.envelope_from().await?;

@@ -83,6 +83,20 @@ impl Builder {
         self
     }
 
+    /// How long a new connection may take to send its OPTNEG; `None`: the read timeout.
+    /// Default [`DEFAULT_NEGOTIATION_TIMEOUT`](super::DEFAULT_NEGOTIATION_TIMEOUT).
+    pub fn negotiation_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.negotiation_timeout = timeout;
+        self
+    }
+
+    /// How long a reply may wait for the MTA to read it; `None`: forever.
+    /// Default [`DEFAULT_WRITE_TIMEOUT`](super::DEFAULT_WRITE_TIMEOUT).
+    pub fn write_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.write_timeout = timeout;
+        self
+    }
+
     /// How often PROGRESS is sent while the filter works at end of message; `None`: never.
     /// Default [`DEFAULT_PROGRESS_INTERVAL`](super::DEFAULT_PROGRESS_INTERVAL).
     pub fn progress_interval(mut self, interval: Option<Duration>) -> Self {

@@ -14,7 +14,9 @@ use super::answer::{Answer, Decided, after_verdict, merge, while_running};
 use super::config::ConnectionConfig;
 use crate::metrics;
 use crate::proto::{Agreed, CommandKind, EncodeError, MacroStage, ProtocolFlags, Response};
-use crate::session::{ConnectionData, EditQueue, Event, EventReply, HeaderLayout, Phase, Verdict};
+use crate::session::{
+    ConnectionData, EditQueue, Event, EventReply, HeaderLayout, HeaderLimits, Phase, Verdict,
+};
 
 /// Where the current message stands, for telling where one ends and the next begins.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +28,14 @@ enum Transaction {
     /// The MAIL command, or a packet of a later stage, arrived: a further MAIL-stage packet
     /// starts a new message even without ABORT.
     PastMail,
+}
+
+/// A verdict that ended the message before its end, see [`Core::answer_decided`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct DecidedEarly {
+    verdict: Verdict,
+    /// The MTA's further commands were logged (once per message).
+    logged: bool,
 }
 
 /// What the driver does with a packet.
@@ -50,6 +60,9 @@ pub(crate) enum Then {
     Deliver,
     /// Start the message's call, then hand it the packet.
     StartAndDeliver,
+    /// The message was already decided: answer with [`Core::answer_decided`], call no
+    /// filter.
+    AnswerDecided,
 }
 
 impl Inbound {
@@ -139,6 +152,11 @@ pub(crate) struct Core {
     postfix: bool,
     /// A verdict was held at an event declared as not answered; logged once per connection.
     warned_unanswered: bool,
+    /// The verdict that ended the message before its end (a reject at a header, say). The
+    /// MTA should send nothing more of that message; what it still sends gets this verdict
+    /// again, with no filter call, until a new message or SMTP session begins. Kept only
+    /// where MAIL is sent: without it a header may as well begin the next message.
+    decided_early: Option<DecidedEarly>,
     /// Each filter's answer to the current event, kept to spare an allocation per event.
     answers: Vec<Answer>,
 }
@@ -158,7 +176,10 @@ impl Core {
             conn: Arc::new(ConnectionData::new(
                 id,
                 Arc::new(agreed),
-                config.max_headers,
+                HeaderLimits {
+                    count: config.max_headers,
+                    bytes: config.max_header_bytes,
+                },
             )),
             error_verdict: config.error_verdict.clone(),
             sendmail_header_templates: config.sendmail_header_templates,
@@ -175,6 +196,7 @@ impl Core {
             queue_id: None,
             postfix: false,
             warned_unanswered: false,
+            decided_early: None,
             answers: Vec::new(),
         }
     }
@@ -223,6 +245,9 @@ impl Core {
         let Event::Macro { stage, raw } = event else {
             return Inbound::NOTHING;
         };
+        if self.decided_early.is_some() && stage_phase(*stage) > Phase::Mail {
+            return Inbound::NOTHING;
+        }
         // Sendmail never sends macros before a header or a body chunk; Postfix does.
         if matches!(for_command, b'L' | b'B') {
             self.postfix = true;
@@ -230,7 +255,7 @@ impl Core {
         if let Some(queue_id) = find_queue_id(raw) {
             // Postfix repeats it before every command: keep the copy made the first time.
             if self.queue_id.as_deref().map(str::as_bytes) != Some(queue_id) {
-                self.queue_id = Some(String::from_utf8_lossy(queue_id).into_owned());
+                self.queue_id = Some(log_safe_queue_id(queue_id));
             }
         }
         let abort_call = self.at_boundary(stage_phase(*stage), false);
@@ -255,6 +280,7 @@ impl Core {
             // Outside a message ABORT means nothing: Postfix sends it after every message
             // and after a repeated HELO, which must not end a call that began at connect.
             CommandKind::Abort => {
+                self.decided_early = None;
                 let abort_call = self.in_transaction();
                 if abort_call {
                     self.end_message(true);
@@ -278,6 +304,16 @@ impl Core {
         let Some(event) = event else {
             return Inbound::NOTHING;
         };
+        if self.decided_early.is_some() {
+            if Phase::of(kind).is_some_and(|phase| phase <= Phase::Mail) {
+                self.decided_early = None;
+            } else {
+                return Inbound {
+                    abort_call: false,
+                    then: Then::AnswerDecided,
+                };
+            }
+        }
         if let Event::Unknown(line) = event {
             debug!("{}: unknown SMTP command {line}", self.log_context());
         }
@@ -343,6 +379,7 @@ impl Core {
         if aborted && self.call_started {
             debug!("{}: message aborted", self.log_context());
         }
+        self.decided_early = None;
         self.calls.iter_mut().for_each(CallRecord::reset);
         self.call_started = false;
         self.transaction = Transaction::Closed;
@@ -472,12 +509,57 @@ impl Core {
                 && phase.is_some_and(Phase::is_message_wide));
         if message_over {
             self.end_message(false);
+            // Only where every message begins with MAIL can a command be told to belong to
+            // the decided message rather than begin the next one.
+            let mail_sent = !self
+                .agreed()
+                .options
+                .protocol
+                .contains(ProtocolFlags::NO_MAIL);
+            if let (false, true, Answer::Verdict(verdict)) = (at_eom, mail_sent, &answer) {
+                self.decided_early = Some(DecidedEarly {
+                    verdict: verdict.clone(),
+                    logged: false,
+                });
+            }
         }
         self.answers = answers;
         Ok(Outbound {
             answer: replies.then_some(answer),
             message_over,
         })
+    }
+
+    /// Answers a command the MTA sent after a verdict ended its message early (see
+    /// [`Then::AnswerDecided`]): the same verdict again where a reply is due (Continue to
+    /// an unknown command), logged once per message, so a peer that keeps sending cannot
+    /// start a filter call per command.
+    pub(crate) fn answer_decided(
+        &mut self,
+        kind: CommandKind,
+        out: &mut Vec<u8>,
+    ) -> Result<(), EncodeError> {
+        let agreed = Arc::clone(&self.conn.agreed);
+        let Some(DecidedEarly { verdict, logged }) = &mut self.decided_early else {
+            return Ok(());
+        };
+        if !*logged {
+            *logged = true;
+            warn!(
+                "connection {}: the MTA sent {kind:?} after the message's verdict ({}); \
+                 answering without calling the filter until the next message",
+                self.id,
+                VerdictText(verdict),
+            );
+        }
+        if kind == CommandKind::Unknown {
+            if agreed.expects_reply(kind) {
+                Response::Continue.encode(out)?;
+            }
+        } else if kind == CommandKind::EndOfMessage || agreed.expects_reply(kind) {
+            verdict.encode(out);
+        }
+        Ok(())
     }
 
     /// Logs and counts a reply that carries a verdict: which filter's it is (the first in
@@ -661,6 +743,20 @@ fn log_negotiation(id: u64, agreed: &Agreed) {
             agreed.options.version, agreed.missing_events
         );
     }
+}
+
+/// Longest queue id kept for log lines; real ones are under 20 characters.
+const MAX_LOGGED_QUEUE_ID: usize = 64;
+
+/// The queue id as it may appear in a log line: control characters escaped (a newline must
+/// not split the line), cut at [`MAX_LOGGED_QUEUE_ID`] bytes.
+fn log_safe_queue_id(raw: &[u8]) -> String {
+    let kept = raw.get(..MAX_LOGGED_QUEUE_ID).unwrap_or(raw);
+    let mut text: String = String::from_utf8_lossy(kept).escape_debug().collect();
+    if kept.len() < raw.len() {
+        text.push_str("...");
+    }
+    text
 }
 
 /// The value of macro `i` in a MACRO packet's pairs, if present.
@@ -1053,5 +1149,53 @@ mod tests {
             .answer(CommandKind::Mail, &[(CallState::Idle, None)], &mut out)
             .unwrap();
         assert_eq!(at_mail.answer, Some(Answer::Verdict(Verdict::Tempfail)));
+    }
+
+    #[test]
+    fn commands_after_an_early_verdict_repeat_it_without_a_new_call() {
+        let mut core = core();
+        let decided = Inbound {
+            abort_call: false,
+            then: Then::AnswerDecided,
+        };
+        let _ = feed(&mut core, &connect());
+        let _ = feed(&mut core, &command(CommandKind::Mail));
+        let _ = feed(&mut core, &command(CommandKind::Data));
+        // The filter fails at the header stage (the header limit, say): tempfail.
+        core.finished(0, Outcome::Failed("too many headers".into()));
+        let mut out = Vec::new();
+        let at_data = core
+            .answer(CommandKind::Data, &[(CallState::Finished, None)], &mut out)
+            .unwrap();
+        assert!(at_data.message_over);
+        // A peer that keeps sending gets the verdict again and starts no call.
+        for kind in [CommandKind::Header, CommandKind::EndOfMessage] {
+            let header = In::Command(kind, Some(Event::EndOfHeaders));
+            assert_eq!(feed(&mut core, &header), decided, "{kind:?}");
+            out.clear();
+            core.answer_decided(kind, &mut out).unwrap();
+            let mut expected = Vec::new();
+            Verdict::Tempfail.encode(&mut expected);
+            assert_eq!(out, expected, "{kind:?}");
+        }
+        assert_eq!(
+            feed(
+                &mut core,
+                &In::Macro(b'B', macros(MacroStage::EndOfMessage, b"x\0y\0"))
+            ),
+            NOTHING
+        );
+        // The next message is served again.
+        assert_eq!(feed(&mut core, &command(CommandKind::Mail)), START);
+        assert_eq!(core.decided_early, None);
+    }
+
+    #[test]
+    fn the_queue_id_cannot_split_or_flood_a_log_line() {
+        assert_eq!(log_safe_queue_id(b"4XyZ1"), "4XyZ1");
+        assert_eq!(log_safe_queue_id(b"A\nB\r\x1b"), "A\\nB\\r\\u{1b}");
+        let long = log_safe_queue_id(&[b'Q'; 10_000]);
+        assert_eq!(long.len(), MAX_LOGGED_QUEUE_ID + 3);
+        assert!(long.ends_with("..."));
     }
 }

@@ -9,9 +9,9 @@ use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use futures::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use futures::io::{AsyncRead, AsyncWrite};
 use log::{debug, warn};
 
 use super::call::{FilterCall, Polled};
@@ -24,6 +24,14 @@ use crate::proto::{Byte, Command, CommandKind, Frame, FrameDecoder, Needs, Respo
 use crate::rt::{Sleep, Timer};
 use crate::session::{Event, Member};
 
+/// What the output buffer starts with and shrinks back to: any reply but end-of-message
+/// edits fits.
+const OUT_CAPACITY: usize = 256;
+
+/// Output capacity kept after a write: beyond it (a replaced body, say) the buffer is let
+/// go after the write, so one large message does not pin its size for the connection's life.
+const OUT_KEPT: usize = 64 * 1024;
+
 /// One connection's I/O side.
 pub(crate) struct Driver<S> {
     stream: S,
@@ -33,10 +41,13 @@ pub(crate) struct Driver<S> {
     config: ConnectionConfig,
     id: u64,
     shutdown: ShutdownHandle,
-    /// The read timeout's timer. It is armed once and kept across reads (a timer per read
-    /// would cost the runtime a registration and a wake-up each time); when it fires early,
-    /// because the MTA spoke meanwhile, it is armed again for the rest of the silence.
+    /// The timer of a wait for the MTA: the read timeout, and the moment an idle
+    /// connection lets go of its buffers. It is armed once and kept across reads (a timer
+    /// per read would cost the runtime a registration and a wake-up each time); when it
+    /// fires early, because the MTA spoke meanwhile, it is armed again for what is left.
     read_timer: Option<Sleep>,
+    /// When `read_timer` fires.
+    read_timer_at: Option<Instant>,
     /// Which filters have settled on the current event (see `settle`).
     settled: Vec<bool>,
 }
@@ -48,6 +59,24 @@ enum Settled {
     Done,
     /// The MTA closed the connection meanwhile.
     Lost,
+}
+
+/// How long a connection waits with nothing buffered before it lets go of its buffers: far
+/// above the gap between an MTA's commands in a busy session, short enough that thousands
+/// of idle connections hold almost nothing.
+const IDLE_RELEASE: Duration = Duration::from_millis(250);
+
+/// Stack space an idle connection reads into, so it needs no buffer while it waits; the
+/// first packets of most commands fit.
+const IDLE_READ: usize = 1024;
+
+/// One wait for a frame: when it began, when it times out, and which timeout that is.
+#[derive(Clone, Copy)]
+struct Wait {
+    started: Instant,
+    deadline: Option<Instant>,
+    /// Waiting for OPTNEG (the negotiation timeout), not a later frame.
+    negotiating: bool,
 }
 
 /// How one wait for bytes ended.
@@ -70,12 +99,13 @@ where
         Self {
             decoder: FrameDecoder::with_max_len(config.max_frame_len),
             stream,
-            out: Vec::with_capacity(256),
+            out: Vec::with_capacity(OUT_CAPACITY),
             timer,
             config,
             id,
             shutdown,
             read_timer: None,
+            read_timer_at: None,
             settled: Vec::new(),
         }
     }
@@ -164,6 +194,11 @@ where
             }
             let event = match (inbound.then, event) {
                 (Then::Close, _) => return Ok(()),
+                (Then::AnswerDecided, _) => {
+                    core.answer_decided(kind, &mut self.out)?;
+                    self.flush().await?;
+                    continue;
+                }
                 (Then::Nothing, _) | (_, None) => continue,
                 (_, Some(event)) if kind == CommandKind::Macro => {
                     for call in calls.iter_mut() {
@@ -322,11 +357,54 @@ where
 
     // ===== I/O =====
 
+    /// Writes the buffered output, giving up after the write timeout if the MTA does not
+    /// take it.
     async fn flush(&mut self) -> Result<(), ConnectionError> {
-        if !self.out.is_empty() {
-            self.stream.write_all(&self.out).await?;
-            self.stream.flush().await?;
-            self.out.clear();
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let Self {
+            stream,
+            out,
+            timer,
+            config,
+            ..
+        } = self;
+        let mut written = 0;
+        // Armed only when the MTA makes a write wait, which is rare.
+        let mut deadline: Option<Sleep> = None;
+        poll_fn(|cx| {
+            let done = loop {
+                let Some(rest) = out.get(written..).filter(|rest| !rest.is_empty()) else {
+                    break Pin::new(&mut *stream).poll_flush(cx);
+                };
+                match Pin::new(&mut *stream).poll_write(cx, rest) {
+                    Poll::Ready(Ok(0)) => {
+                        break Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+                    }
+                    Poll::Ready(Ok(n)) => written += n,
+                    Poll::Ready(Err(error)) => break Poll::Ready(Err(error)),
+                    Poll::Pending => break Poll::Pending,
+                }
+            };
+            match done {
+                Poll::Ready(result) => Poll::Ready(result.map_err(ConnectionError::Io)),
+                Poll::Pending => {
+                    let Some(timeout) = config.write_timeout else {
+                        return Poll::Pending;
+                    };
+                    let sleep = deadline.get_or_insert_with(|| timer.sleep(timeout));
+                    match sleep.as_mut().poll(cx) {
+                        Poll::Ready(()) => Poll::Ready(Err(ConnectionError::WriteTimeout)),
+                        Poll::Pending => Poll::Pending,
+                    }
+                }
+            }
+        })
+        .await?;
+        out.clear();
+        if out.capacity() > OUT_KEPT {
+            out.shrink_to(OUT_CAPACITY);
         }
         Ok(())
     }
@@ -345,10 +423,17 @@ where
         if let Some(frame) = self.decoder.decode()? {
             return Ok(Some(frame));
         }
-        let deadline = self
-            .config
-            .read_timeout
-            .map(|timeout| self.timer.now() + timeout);
+        // Before negotiation the shorter negotiation timeout applies.
+        let timeout = match (&filters, self.config.negotiation_timeout) {
+            (None, Some(timeout)) => Some(timeout),
+            _ => self.config.read_timeout,
+        };
+        let started = self.timer.now();
+        let wait = Wait {
+            started,
+            deadline: timeout.map(|timeout| started + timeout),
+            negotiating: filters.is_none(),
+        };
         let in_transaction = filters
             .as_ref()
             .is_some_and(|(core, _)| core.in_transaction());
@@ -361,7 +446,7 @@ where
                 }
             }
             loop {
-                match self.poll_wait_read(cx, deadline, in_transaction) {
+                match self.poll_wait_read(cx, wait, in_transaction) {
                     Poll::Ready(Ok(Waited::Read(0))) => {
                         if self.decoder.buffered() > 0 {
                             match &filters {
@@ -392,11 +477,12 @@ where
         .await
     }
 
-    /// Waits for bytes, a shutdown between messages, or the read timeout.
+    /// Waits for bytes, a shutdown between messages, or the read timeout; lets go of the
+    /// buffers once the wait has lasted [`IDLE_RELEASE`] with nothing buffered.
     fn poll_wait_read(
         &mut self,
         cx: &mut Context<'_>,
-        deadline: Option<Instant>,
+        wait: Wait,
         in_transaction: bool,
     ) -> Poll<Result<Waited, ConnectionError>> {
         if let Poll::Ready(result) = self.poll_read_more(cx) {
@@ -406,26 +492,59 @@ where
         if !in_transaction && self.shutdown.poll_shutdown(cx).is_ready() {
             return Poll::Ready(Ok(Waited::Stop));
         }
-        if let Some(deadline) = deadline {
-            loop {
-                let timer = self
-                    .read_timer
-                    .get_or_insert_with(|| self.timer.sleep_until(deadline));
-                if timer.as_mut().poll(cx).is_pending() {
-                    break;
-                }
-                if self.timer.now() >= deadline {
-                    self.read_timer = None;
-                    return Poll::Ready(Err(ConnectionError::Timeout));
-                }
-                // Armed for an earlier silence that the MTA broke: re-arm for this one.
-                self.read_timer = Some(self.timer.sleep_until(deadline));
+        loop {
+            let idle = self.decoder.buffered() == 0 && self.decoder.holds_storage();
+            let release_at = idle.then(|| wait.started + IDLE_RELEASE);
+            let wake_at = match (wait.deadline, release_at) {
+                (Some(deadline), Some(release)) => Some(deadline.min(release)),
+                (deadline, release) => deadline.or(release),
+            };
+            let Some(wake_at) = wake_at else {
+                self.read_timer = None;
+                self.read_timer_at = None;
+                return Poll::Pending;
+            };
+            // Armed for a later moment (or not at all): arm for this one.
+            if self.read_timer_at.is_none_or(|at| at > wake_at) {
+                self.read_timer = Some(self.timer.sleep_until(wake_at));
+                self.read_timer_at = Some(wake_at);
+            }
+            let Some(timer) = self.read_timer.as_mut() else {
+                return Poll::Pending;
+            };
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            // Fired: time out, or let go of the buffers, or (armed for an earlier silence
+            // that the MTA broke) arm again for what is left.
+            self.read_timer = None;
+            self.read_timer_at = None;
+            let now = self.timer.now();
+            if wait.deadline.is_some_and(|deadline| now >= deadline) {
+                return Poll::Ready(Err(if wait.negotiating {
+                    ConnectionError::NegotiationTimeout
+                } else {
+                    ConnectionError::Timeout
+                }));
+            }
+            if release_at.is_some_and(|release| now >= release) {
+                self.decoder.release();
+                self.out = Vec::new();
             }
         }
-        Poll::Pending
     }
 
+    /// Reads what the MTA sent into the decoder's free space or, when the decoder holds no
+    /// buffer (an idle connection), into stack space first.
     fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        if !self.decoder.holds_storage() {
+            let mut scratch = [0; IDLE_READ];
+            let read = Pin::new(&mut self.stream).poll_read(cx, &mut scratch);
+            if let Poll::Ready(Ok(n)) = read {
+                self.decoder.push(scratch.get(..n).unwrap_or_default());
+            }
+            return read;
+        }
         let mut spare = self.decoder.spare();
         match Pin::new(&mut self.stream).poll_read(cx, &mut spare) {
             Poll::Ready(Ok(n)) => {
@@ -457,4 +576,73 @@ async fn end_calls(calls: &mut [FilterCall], abort: bool) {
         Poll::Ready(())
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rt::ManualClock;
+
+    #[test]
+    fn the_output_buffer_is_let_go_after_a_large_write() {
+        let stream = futures::io::Cursor::new(Vec::new());
+        let timer: Arc<dyn Timer> = Arc::new(ManualClock::new());
+        let config = ConnectionConfig::default();
+        let mut driver = Driver::new(stream, timer, config, 1, ShutdownHandle::new());
+        driver.out.resize(8 * 1024 * 1024, b'x');
+        futures::executor::block_on(driver.flush()).unwrap();
+        assert_eq!(driver.stream.get_ref().len(), 8 * 1024 * 1024);
+        assert!(
+            driver.out.capacity() <= OUT_KEPT,
+            "{}",
+            driver.out.capacity()
+        );
+        // A small reply keeps its buffer: no allocation per reply.
+        driver.out.extend_from_slice(b"\0\0\0\x01c");
+        let kept = driver.out.as_ptr();
+        futures::executor::block_on(driver.flush()).unwrap();
+        driver.out.push(b'c');
+        assert_eq!(driver.out.as_ptr(), kept);
+    }
+
+    #[cfg(feature = "async-std")]
+    #[test]
+    fn an_idle_connection_lets_go_of_its_buffers_and_reads_on() {
+        use futures::AsyncWriteExt;
+        use std::task::Waker;
+
+        let (mut mta, filter) = async_std::os::unix::net::UnixStream::pair().unwrap();
+        let clock = ManualClock::new();
+        let timer: Arc<dyn Timer> = Arc::new(clock.clone());
+        let config = ConnectionConfig::default();
+        let mut driver = Driver::new(filter, timer, config, 1, ShutdownHandle::new());
+        let mut cx = Context::from_waker(Waker::noop());
+        futures::executor::block_on(mta.write_all(&[0, 0, 0, 2, b'H', b'x'])).unwrap();
+        let frame = futures::executor::block_on(driver.read_frame(None)).unwrap();
+        assert_eq!(frame.map(|f| f.kind), Some(b'H'));
+        assert!(driver.decoder.holds_storage());
+        {
+            let mut waiting = Box::pin(driver.read_frame(None));
+            assert!(waiting.as_mut().poll(&mut cx).is_pending());
+            clock.advance(IDLE_RELEASE.saturating_sub(Duration::from_millis(1)));
+            assert!(waiting.as_mut().poll(&mut cx).is_pending());
+        }
+        assert!(driver.decoder.holds_storage(), "not idle long enough yet");
+        {
+            let mut waiting = Box::pin(driver.read_frame(None));
+            assert!(waiting.as_mut().poll(&mut cx).is_pending());
+            clock.advance(IDLE_RELEASE);
+            assert!(waiting.as_mut().poll(&mut cx).is_pending());
+        }
+        assert!(!driver.decoder.holds_storage(), "released while idle");
+        assert_eq!(driver.out.capacity(), 0);
+        // The next frames are read through stack space, the large one into a new buffer.
+        let mut bytes = vec![0, 0, 0, 2, b'Q', b'y', 0, 0, 0x20, 0x01, b'B'];
+        bytes.resize(bytes.len() + 0x2000, b'z');
+        futures::executor::block_on(mta.write_all(&bytes)).unwrap();
+        let small = futures::executor::block_on(driver.read_frame(None)).unwrap();
+        assert_eq!(small.map(|f| f.payload.to_vec()), Some(b"y".to_vec()));
+        let large = futures::executor::block_on(driver.read_frame(None)).unwrap();
+        assert_eq!(large.map(|f| f.payload.len()), Some(0x2000));
+    }
 }

@@ -23,6 +23,10 @@ pub enum ConnectionError {
     },
     /// The MTA stayed silent longer than the read timeout.
     Timeout,
+    /// The peer did not complete negotiation within the negotiation timeout.
+    NegotiationTimeout,
+    /// The MTA took no reply bytes for longer than the write timeout.
+    WriteTimeout,
     /// A reply could not be encoded (a bug: values are checked when queued).
     Encode(EncodeError),
 }
@@ -37,6 +41,10 @@ impl fmt::Display for ConnectionError {
                 write!(f, "unexpected command {command}, expected {expected}")
             }
             Self::Timeout => f.write_str("MTA silent beyond the read timeout"),
+            Self::NegotiationTimeout => {
+                f.write_str("no negotiation within the negotiation timeout")
+            }
+            Self::WriteTimeout => f.write_str("MTA not reading replies beyond the write timeout"),
             Self::Encode(error) => write!(f, "cannot encode reply: {error}"),
         }
     }

@@ -22,7 +22,8 @@ mod shutdown;
 
 pub use builder::{Builder, Connection};
 pub use config::{
-    ConnectionConfig, DEFAULT_MAX_HEADERS, DEFAULT_PROGRESS_INTERVAL, DEFAULT_READ_TIMEOUT,
+    ConnectionConfig, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADERS, DEFAULT_NEGOTIATION_TIMEOUT,
+    DEFAULT_PROGRESS_INTERVAL, DEFAULT_READ_TIMEOUT, DEFAULT_WRITE_TIMEOUT,
 };
 pub use error::ConnectionError;
 pub use shutdown::ShutdownHandle;

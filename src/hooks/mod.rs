@@ -78,7 +78,8 @@
 //! holds: edits are checked when queued (an error to the hook at once), faults are contained
 //! (a hook that fails or panics gets the connection's error reply for that message only),
 //! verdicts land where the MTA applies them, PROGRESS is sent every 5 seconds while the
-//! end-of-message hook works, and [`Context::progress`] sends one at once.
+//! end-of-message hook works, and [`Context::progress`] asks for one the next time the hook
+//! yields (a hook that answers without yielding needs none).
 //!
 //! Where a status lands: at CONNECT or HELO it applies to the connection, at RCPT reject,
 //! tempfail and a reply code refuse that recipient (accept and discard apply to the message

@@ -98,6 +98,22 @@ impl FrameDecoder {
         self.filled
     }
 
+    /// Whether the decoder holds buffer storage (see [`FrameDecoder::release`]).
+    #[must_use]
+    pub fn holds_storage(&self) -> bool {
+        self.buf.capacity() > 0 || self.previous.capacity() > 0
+    }
+
+    /// Lets go of the buffer storage when nothing is buffered, so an idle connection holds
+    /// none; the next [`FrameDecoder::push`] or [`FrameDecoder::spare`] allocates anew.
+    /// Frames handed out keep their own bytes alive.
+    pub fn release(&mut self) {
+        if self.filled == 0 {
+            self.buf = BytesMut::new();
+            self.previous = BytesMut::new();
+        }
+    }
+
     /// Appends received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
         self.buf.truncate(self.filled);
@@ -124,14 +140,16 @@ impl FrameDecoder {
     /// Write into the returned guard, then [`Spare::commit`] the number of bytes written;
     /// uncommitted space stays free for the next call, so lending it again costs nothing.
     ///
-    /// The space holds at least the rest of the frame at the front (up to the maximum frame
-    /// length) and at least 1 KiB. It never exceeds the maximum frame length (or 4 KiB,
-    /// whichever is larger), even
-    /// when the length field at the front announces more: such a frame is refused by
-    /// [`FrameDecoder::decode`], so its announced length must not decide what is allocated.
+    /// The space holds at least 1 KiB and at most the rest of the frame at the front, and
+    /// grows with the bytes that actually arrive, not with the announced length: room for
+    /// as many bytes again as the front frame has brought so far (at least 4 KiB), or for
+    /// the largest frame this stream has already sent whole. So a peer that announces a
+    /// large frame and sends little cannot make the decoder allocate much, while a stream
+    /// of large body chunks is still read a whole chunk at a time.
     pub fn spare(&mut self) -> Spare<'_> {
         let cap = (self.max_len as usize).saturating_add(4);
-        let need = self.missing().min(cap);
+        let earned = self.filled.max(self.hint).max(MIN_READ);
+        let need = self.missing().min(cap).min(earned);
         // What is left of the free space is lent as long as it holds the rest of the front
         // frame and is not tiny; new space is made only then, so it is filled once per
         // buffer's worth of traffic rather than once per read.
@@ -221,6 +239,8 @@ impl FrameDecoder {
         }
         let frame = self.buf.split_to(total).freeze();
         self.filled -= total;
+        // The stream has shown frames of this size: lend room for a whole one from now on.
+        self.hint = self.hint.max(total);
         let Some(&kind) = frame.get(4) else {
             return Err(DecodeError::EmptyFrame);
         };
@@ -365,14 +385,30 @@ mod tests {
         ));
         let mut roomy = FrameDecoder::with_max_len(64 * 1024);
         roomy.push(&[0xff, 0xff, 0xff, 0xff]);
-        assert_eq!(roomy.spare().len(), 64 * 1024 + 4);
+        assert_eq!(roomy.spare().len(), MIN_READ);
     }
 
     #[test]
-    fn spare_covers_a_whole_large_frame() {
+    fn space_grows_with_the_bytes_received_not_the_length_announced() {
+        // Five bytes announcing a 512 KiB frame buy 4 KiB of space, not 512 KiB.
         let mut decoder = FrameDecoder::new();
-        decoder.push(&[0x00, 0x01, 0x00, 0x00]);
-        assert_eq!(decoder.spare().len(), 0x1_0000);
+        decoder.push(&[0x00, 0x08, 0x00, 0x00, b'O']);
+        assert_eq!(decoder.spare().len(), MIN_READ);
+        // Space doubles as the frame's bytes arrive...
+        let mut lent = Vec::new();
+        while decoder.buffered() < 0x8_0004 {
+            let received = decoder.buffered();
+            let mut spare = decoder.spare();
+            let len = spare.len();
+            assert!(len <= received.max(MIN_READ), "{len} after {received}");
+            lent.push(len);
+            spare.commit(len);
+        }
+        assert!(lent.len() > 5 && lent.len() < 20, "{lent:?}");
+        assert_eq!(decoder.decode().unwrap().unwrap().payload.len(), 0x7_ffff);
+        // ...and once a frame that large came whole, the next one is read in one go.
+        decoder.push(&[0x00, 0x08, 0x00, 0x00]);
+        assert_eq!(decoder.spare().len(), 0x8_0000);
     }
 
     #[test]
@@ -415,5 +451,19 @@ mod tests {
         assert_eq!(decoder.missing(), 2);
         decoder.push(&[0, 9, b'B']);
         assert_eq!(decoder.missing(), 8);
+    }
+
+    #[test]
+    fn release_lets_go_of_storage_only_when_nothing_is_buffered() {
+        let mut decoder = FrameDecoder::new();
+        decoder.push(&[0, 0, 0, 2, b'H']);
+        decoder.release();
+        assert!(decoder.holds_storage(), "a partial frame is kept");
+        decoder.push(b"x");
+        assert_eq!(decoder.decode().unwrap().unwrap().payload.as_ref(), b"x");
+        decoder.release();
+        assert!(!decoder.holds_storage());
+        decoder.push(&[0, 0, 0, 1, b'Q']);
+        assert_eq!(decoder.decode().unwrap().unwrap().kind, b'Q');
     }
 }

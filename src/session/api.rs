@@ -50,8 +50,10 @@ pub struct Session {
     pub(crate) body_chunk_fresh: bool,
     pub(crate) macros: MacroStore,
     pub(crate) edits: EditQueue,
-    /// Set when the message has more headers than the connection allows; every await fails.
-    pub(crate) too_many_headers: bool,
+    /// Bytes of header names and values received for the message.
+    pub(crate) header_bytes: usize,
+    /// Set when the message has more header than the connection allows; every await fails.
+    pub(crate) header_overflow: Option<HeaderOverflow>,
     /// The connection state, taken from the mailbox on first use, handed back on drop.
     pub(crate) state: Option<ConnectionState>,
     /// The events this filter may answer (its declared answers).
@@ -90,6 +92,24 @@ enum Taken {
     Body,
     EndOfMessage,
     Unknown,
+}
+
+/// Which header limit a message went over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HeaderOverflow {
+    Count,
+    Bytes,
+}
+
+impl Session {
+    /// The error every await returns once the message went over a header limit.
+    fn header_limit_error(&self, overflow: HeaderOverflow) -> Error {
+        let limits = self.conn.header_limits;
+        Error::Unavailable(match overflow {
+            HeaderOverflow::Count => Unavailable::TooManyHeaders(limits.count),
+            HeaderOverflow::Bytes => Unavailable::HeadersTooLarge(limits.bytes),
+        })
+    }
 }
 
 /// A recipient as it arrived.
@@ -156,7 +176,8 @@ impl Session {
             body_chunk_fresh: false,
             macros,
             edits: EditQueue::new(allowed).with_leading_space(exact_values),
-            too_many_headers: false,
+            header_bytes: 0,
+            header_overflow: None,
             state: None,
             answers: Events::ALL,
         }
@@ -538,10 +559,8 @@ impl Session {
             self.apply(event);
             progressed = true;
         }
-        if self.too_many_headers {
-            return Poll::Ready(Err(Error::Unavailable(Unavailable::TooManyHeaders(
-                self.conn.max_headers,
-            ))));
+        if let Some(overflow) = self.header_overflow {
+            return Poll::Ready(Err(self.header_limit_error(overflow)));
         }
         if progressed {
             Poll::Ready(Ok(()))
@@ -593,10 +612,8 @@ impl Session {
                 Event::Unknown(_) => Some(Taken::Unknown),
             };
             self.apply(event);
-            if self.too_many_headers {
-                return Poll::Ready(Err(Error::Unavailable(Unavailable::TooManyHeaders(
-                    self.conn.max_headers,
-                ))));
+            if let Some(overflow) = self.header_overflow {
+                return Poll::Ready(Err(self.header_limit_error(overflow)));
             }
             let arrival = match taken {
                 None => continue,
@@ -669,8 +686,15 @@ impl Session {
                 self.unknown.push((line, seq));
             }
             Event::Header { name, value } => {
-                if self.headers.len() >= self.conn.max_headers {
-                    self.too_many_headers = true;
+                let limits = self.conn.header_limits;
+                self.header_bytes = self
+                    .header_bytes
+                    .saturating_add(name.as_bytes().len())
+                    .saturating_add(value.as_bytes().len());
+                if self.headers.len() >= limits.count {
+                    self.header_overflow = Some(HeaderOverflow::Count);
+                } else if self.header_bytes > limits.bytes {
+                    self.header_overflow = Some(HeaderOverflow::Bytes);
                 } else {
                     let position = u32::try_from(self.headers.len()).unwrap_or(u32::MAX);
                     let handle = HeaderHandle {

@@ -17,19 +17,29 @@ pub(crate) struct ConnectionData {
     pub(crate) helo: Option<Text>,
     /// CONNECT and HELO stage macros only.
     pub(crate) macros: MacroStore,
-    /// Most headers a message may have before its filter call fails.
-    pub(crate) max_headers: usize,
+    /// How much header a message may have before its filter call fails.
+    pub(crate) header_limits: HeaderLimits,
+}
+
+/// The limits on one message's headers (`ConnectionConfig::max_headers` and
+/// `max_header_bytes`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HeaderLimits {
+    /// Most headers.
+    pub(crate) count: usize,
+    /// Most bytes of names and values together.
+    pub(crate) bytes: usize,
 }
 
 impl ConnectionData {
-    pub(crate) fn new(id: u64, agreed: Arc<Agreed>, max_headers: usize) -> Self {
+    pub(crate) fn new(id: u64, agreed: Arc<Agreed>, header_limits: HeaderLimits) -> Self {
         Self {
             id,
             agreed,
             client: None,
             helo: None,
             macros: MacroStore::default(),
-            max_headers,
+            header_limits,
         }
     }
 
@@ -63,7 +73,7 @@ impl ConnectionData {
 pub(crate) mod tests {
     use std::sync::Arc;
 
-    use super::ConnectionData;
+    use super::{ConnectionData, HeaderLimits};
     use crate::proto::{Actions, Needs, OptNeg, ProtocolFlags, negotiate};
 
     /// Connection data of a version 6 connection that allows everything.
@@ -74,6 +84,10 @@ pub(crate) mod tests {
             protocol: ProtocolFlags::EMPTY,
         };
         let agreed = negotiate(offer, &Needs::everything()).expect("negotiates");
-        Arc::new(ConnectionData::new(1, Arc::new(agreed), 100))
+        let limits = HeaderLimits {
+            count: 100,
+            bytes: 64 * 1024,
+        };
+        Arc::new(ConnectionData::new(1, Arc::new(agreed), limits))
     }
 }

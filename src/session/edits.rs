@@ -12,7 +12,10 @@
 
 use super::error::{Error, Unavailable};
 use super::text::Text;
-use crate::proto::{Actions, EncodeError, MAX_BODY_CHUNK, Response, WireStr, encode_replace_body};
+use crate::proto::{
+    Actions, EncodeError, MAX_BODY_CHUNK, MAX_RESPONSE_PAYLOAD, Response, WireStr,
+    encode_replace_body,
+};
 
 /// Most edits one message may queue; a bound on what a misbehaving filter can pile up.
 pub const MAX_QUEUED_EDITS: usize = 100_000;
@@ -123,6 +126,24 @@ enum Edit {
         value: Text,
     },
     Quarantine(Text),
+}
+
+impl Edit {
+    /// The payload bytes of the packet this edit becomes: each text NUL-terminated, plus
+    /// the 4-byte index of CHGHEADER and INSHEADER.
+    fn payload_len(&self) -> usize {
+        let field = |text: &Text| text.as_bytes().len() + 1;
+        let optional = |text: &Option<Text>| text.as_ref().map_or(0, field);
+        match self {
+            Self::ChangeFrom { sender, args } => field(sender) + optional(args),
+            Self::AddRcpt { rcpt, args } => field(rcpt) + optional(args),
+            Self::DeleteRcpt(text) | Self::Quarantine(text) => field(text),
+            Self::AddHeader { name, value } => field(name) + field(value),
+            Self::InsertHeader { name, value, .. } | Self::ChangeHeader { name, value, .. } => {
+                4 + field(name) + field(value)
+            }
+        }
+    }
 }
 
 /// Edits queued for the current message.
@@ -238,7 +259,16 @@ impl EditQueue {
         }
     }
 
+    /// Queues `edit` if its packet fits the protocol's payload limit (checked now, so the
+    /// caller learns of it, rather than at end of message where it would cost every edit).
     fn push(&mut self, edit: Edit) -> Result<(), Error> {
+        let len = edit.payload_len();
+        if len > MAX_RESPONSE_PAYLOAD {
+            return Err(Error::from(EncodeError::TooLong {
+                len,
+                max: MAX_RESPONSE_PAYLOAD,
+            }));
+        }
         if self.edits.len() >= MAX_QUEUED_EDITS {
             return Err(Error::from(EncodeError::TooLong {
                 len: self.edits.len() + 1,
@@ -381,8 +411,10 @@ impl EditQueue {
                 (Edit::InsertHeader { before: x, .. }, Edit::InsertHeader { before: y, .. }) => {
                     insert_index(*y).cmp(&insert_index(*x)).then(bi.cmp(ai))
                 }
+                // Highest index first, so a delete does not renumber those still to come;
+                // edits of one header keep queue order, so the last one queued wins.
                 (Edit::ChangeHeader { index: x, .. }, Edit::ChangeHeader { index: y, .. }) => {
-                    y.cmp(x).then(bi.cmp(ai))
+                    y.cmp(x).then(ai.cmp(bi))
                 }
                 _ => ai.cmp(bi),
             })
@@ -523,6 +555,7 @@ fn header_value(value: &[u8]) -> Result<Text, Error> {
 mod tests {
     use super::*;
     use crate::proto::{FrameDecoder, Response};
+    use crate::session::error::Misuse;
 
     fn responses(queue: &EditQueue) -> Vec<String> {
         responses_for(queue, HeaderLayout::Postfix)
@@ -556,6 +589,46 @@ mod tests {
             queue.replace_body(b"x"),
             Err(Error::Unavailable(Unavailable::NotNegotiated(_)))
         ));
+    }
+
+    #[test]
+    fn an_edit_too_large_for_one_packet_is_refused_when_queued() {
+        let mut queue = EditQueue::new(Actions::V6).with_leading_space(true);
+        // CHGHEADER carries a 4-byte index, the name and the value (with the leading space
+        // the queue adds), each NUL-terminated: 65,535 bytes at most.
+        let fits = vec![b'x'; 65_535 - 4 - 8 - 2];
+        queue.change_header(1, 0, b"Subject", &fits).unwrap();
+        let mut over = fits.clone();
+        over.push(b'x');
+        assert!(matches!(
+            queue.change_header(1, 0, b"Subject", &over),
+            Err(Error::Misuse(Misuse::InvalidValue(EncodeError::TooLong {
+                len: 65_536,
+                max: 65_535
+            })))
+        ));
+        assert!(queue.add_header(b"X-Big", &vec![b'x'; 70_000]).is_err());
+        assert!(queue.quarantine(&vec![b'q'; 70_000]).is_err());
+        // What was refused left the rest queued, and what was queued encodes.
+        assert_eq!(responses(&queue).len(), 1);
+    }
+
+    #[test]
+    fn edits_of_one_header_go_out_in_queue_order() {
+        let mut queue = EditQueue::new(Actions::V6);
+        queue.change_header(1, 0, b"Subject", b"a").unwrap();
+        queue.change_header(1, 0, b"Subject", b"b").unwrap();
+        queue.change_header(1, 0, b"Subject", b"").unwrap();
+        queue.change_header(2, 3, b"Subject", b"c").unwrap();
+        assert_eq!(
+            responses(&queue),
+            vec![
+                r#"ChangeHeader { index: 2, name: "Subject", value: "c" }"#,
+                r#"ChangeHeader { index: 1, name: "Subject", value: "a" }"#,
+                r#"ChangeHeader { index: 1, name: "Subject", value: "b" }"#,
+                r#"ChangeHeader { index: 1, name: "Subject", value: "" }"#,
+            ]
+        );
     }
 
     #[test]

@@ -65,6 +65,9 @@ pub enum Unavailable {
     /// The message has more headers than the connection allows
     /// (`ConnectionConfig::max_headers`); the message gets the error reply.
     TooManyHeaders(usize),
+    /// The message's headers (names and values) are larger than the connection allows
+    /// (`ConnectionConfig::max_header_bytes`); the message gets the error reply.
+    HeadersTooLarge(usize),
     /// The MTA does not send unknown SMTP commands on this connection: the filter did not
     /// declare `Events::UNKNOWN`, or the protocol version is below 3.
     UnknownNotSent,
@@ -127,6 +130,9 @@ impl fmt::Display for Unavailable {
                 write!(f, "edit needs {actions:?}, which was not negotiated")
             }
             Self::TooManyHeaders(max) => write!(f, "message has more than {max} headers"),
+            Self::HeadersTooLarge(max) => {
+                write!(f, "message headers are larger than {max} bytes")
+            }
             Self::UnknownNotSent => {
                 f.write_str("the MTA does not send unknown commands on this connection")
             }
