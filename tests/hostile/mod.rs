@@ -37,9 +37,12 @@ pub(crate) const BLOCK: Duration = Duration::from_millis(300);
 fn target_args() -> Vec<String> {
     let ms = |d: Duration| d.as_millis().to_string();
     [
+        ("--negotiation-timeout-ms", ms(NEGOTIATION_TIMEOUT)),
         ("--read-timeout-ms", ms(READ_TIMEOUT)),
+        ("--write-timeout-ms", ms(WRITE_TIMEOUT)),
         ("--progress-interval-ms", ms(PROGRESS_INTERVAL)),
         ("--max-headers", MAX_HEADERS.to_string()),
+        ("--max-header-bytes", MAX_HEADER_BYTES.to_string()),
         ("--block-ms", ms(BLOCK)),
     ]
     .into_iter()
