@@ -381,7 +381,7 @@ pub(crate) fn never_reads(lab: &Lab<'_>) -> Result<Probe, String> {
     // the filter has made 64 MiB of body: a few seconds in a debug build on a busy machine.
     lab.target
         .wait_for_line(lab.mark, WRITE_TIMEOUT + Duration::from_secs(15), |line| {
-            line.contains("closed") && line.contains("write")
+            line.contains("closed: MTA not reading replies")
         })?;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
