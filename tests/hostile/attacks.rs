@@ -283,9 +283,9 @@ pub(crate) fn trickle(start: fn() -> Vec<u8>) -> Attack {
     })
 }
 
-/// `count` fresh connections, opened no faster than the server accepts them: at most 64
-/// ahead of its `opened` lines, so its listen queue (128) never overflows, which would cost
-/// a second per dropped SYN. Unless `keep`, each is closed as soon as it is open (and none
+/// `count` fresh connections, opened no faster than the server accepts them (at most 64
+/// ahead of its `opened` lines), so its listen queue of 128 never overflows, which would
+/// cost a second per dropped SYN; returns once the server has accepted all. Unless `keep`, each is closed as soon as it is open (and none
 /// is returned).
 pub(crate) fn connect_many(target: &Target, count: usize, keep: bool) -> Result<Vec<Raw>, String> {
     let before = target.accepted();
@@ -299,6 +299,8 @@ pub(crate) fn connect_many(target: &Target, count: usize, keep: bool) -> Result<
             opened.push(raw);
         }
     }
+    // Every one accepted: timers that run from the accept have started.
+    target.wait_accepted(before + count, REPLY_WAIT)?;
     Ok(opened)
 }
 
@@ -310,7 +312,7 @@ pub(crate) fn announced_lengths(lab: &Lab<'_>) -> Result<Probe, String> {
     for raw in &mut conns {
         raw.send(&announce(512 * 1024, b'O'))?;
     }
-    all_close(&mut conns, NEGOTIATION_TIMEOUT + SLACK)
+    all_close(&mut conns, Instant::now(), NEGOTIATION_TIMEOUT + SLACK)
 }
 
 /// The connection that sent last (or opened last, if none sent).
@@ -328,10 +330,10 @@ fn silent_until_timeout(raw: &mut Raw, timeout: Duration) -> Result<(), String> 
     silent_for(raw, until.saturating_duration_since(Instant::now()))
 }
 
-/// Waits for the server to close each of `conns`, all within `within` of the newest one's
-/// last write.
-fn all_close(conns: &mut [Raw], within: Duration) -> Result<Probe, String> {
-    let deadline = newest(conns).sent_at + within;
+/// Waits for the server to close each of `conns`, all within `within` of `since`: a moment
+/// when the server had accepted each and each had sent its last bytes.
+fn all_close(conns: &mut [Raw], since: Instant, within: Duration) -> Result<Probe, String> {
+    let deadline = since + within;
     for (index, raw) in conns.iter_mut().enumerate() {
         match raw.next(deadline.saturating_duration_since(Instant::now())) {
             Next::Closed => {}
@@ -349,9 +351,10 @@ fn all_close(conns: &mut [Raw], within: Duration) -> Result<Probe, String> {
 /// 2,000 connections that never send a byte: each is closed at the negotiation timeout.
 pub(crate) fn idle_connections(lab: &Lab<'_>) -> Result<Probe, String> {
     let mut conns = connect_many(lab.target, 2000, true)?;
+    let since = Instant::now();
     // The newest one tells whether the close waits for the timeout.
     silent_until_timeout(newest(&mut conns), NEGOTIATION_TIMEOUT)?;
-    all_close(&mut conns, NEGOTIATION_TIMEOUT + SLACK)
+    all_close(&mut conns, since, NEGOTIATION_TIMEOUT + SLACK)
 }
 
 /// 100 connections that negotiate and then say nothing: each is closed at the read timeout.
@@ -360,8 +363,9 @@ pub(crate) fn idle_after_negotiation(lab: &Lab<'_>) -> Result<Probe, String> {
     for _ in 0..100 {
         conns.push(Raw::negotiated(lab.addr)?);
     }
+    let since = Instant::now();
     silent_until_timeout(newest(&mut conns), READ_TIMEOUT)?;
-    all_close(&mut conns, READ_TIMEOUT + SLACK)
+    all_close(&mut conns, since, READ_TIMEOUT + SLACK)
 }
 
 /// 2,000 connections opened and closed at once, without a byte.
