@@ -2,8 +2,8 @@
 //! of message and accepts. `cargo bench --bench milter` drives it; anyone can drive it with
 //! their own load generator.
 //!
-//! Run: `cargo run --release --example bench [SOCKET] [--no-reply] [--stats-stdin]`
-//! (default socket `inet:7357@127.0.0.1`).
+//! Run: `cargo run --release --example bench [SOCKET] [--no-reply] [--delay-ms N]
+//! [--stats-stdin]` (default socket `inet:7357@127.0.0.1`).
 //!
 //! * `--no-reply`: the filter declares that it never answers headers, end of headers or body
 //!   chunks, so those are negotiated as no-reply (`NR_HDR`, `NR_EOH`, `NR_BODY`) and the
@@ -11,21 +11,26 @@
 //! * `--tokio`: serve on a current-thread tokio runtime instead of async-std; `--smol`: on
 //!   smol (`SMOL_THREADS` executor threads, 1 by default). Same `Server`, another
 //!   `rt::Runtime`, to compare the runtimes' per-wake-up costs.
+//! * `--delay-ms N`: wait N milliseconds at end of message before answering, on the
+//!   runtime's timer (not a blocking sleep), as a filter waiting on a lookup would.
+//!   `cargo bench --bench soak` uses it to check that throughput follows concurrency.
 //! * `--stats-stdin`: each line read on standard input prints the heap counters
-//!   (`allocs N reallocs N deallocs N bytes N`) on standard output; end of input stops the
-//!   server. Without it the counters are printed at SIGINT/SIGTERM.
+//!   (`allocs N reallocs N deallocs N bytes N freed N`: bytes allocated and freed, so
+//!   `bytes - freed` is the live heap) on standard output; end of input stops the server.
+//!   Without it the counters are printed at SIGINT/SIGTERM.
 //!
 //! Heap allocations are counted by a wrapping global allocator (a few uncontended atomic
 //! additions per allocation), so the benchmark can report allocations per message and per
 //! body chunk.
 
 use async_milter::proto::{Actions, Events, ProtocolFlags};
-use async_milter::rt::{AsyncStd, Runtime, Smol, Tokio};
+use async_milter::rt::{AsyncStd, Runtime, Smol, Timer, Tokio};
 use async_milter::server::{Server, ServerConfig, termination_signal};
 use async_milter::{Error, Filter, Needs, Session, Verdict};
 use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 use std::alloc::System;
 use std::io::{BufRead, Write};
+use std::time::Duration;
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -33,6 +38,10 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 /// Reads everything, tags the message.
 struct Bench {
     no_reply: bool,
+    /// How long to wait at end of message (a simulated lookup), on `timer`.
+    delay: Option<Duration>,
+    /// The serving runtime's timer, so the wait suspends the task instead of a thread.
+    timer: Box<dyn Timer>,
 }
 
 impl Filter for Bench {
@@ -63,6 +72,9 @@ impl Filter for Bench {
         }
         session.end_of_message().await?;
         std::hint::black_box(seen);
+        if let Some(delay) = self.delay {
+            self.timer.sleep(delay).await;
+        }
         session.add_header("X-Bench", "1")?;
         Ok(Verdict::Accept)
     }
@@ -72,8 +84,12 @@ impl Filter for Bench {
 fn stats_line() -> String {
     let stats = GLOBAL.stats();
     format!(
-        "allocs {} reallocs {} deallocs {} bytes {}",
-        stats.allocations, stats.reallocations, stats.deallocations, stats.bytes_allocated
+        "allocs {} reallocs {} deallocs {} bytes {} freed {}",
+        stats.allocations,
+        stats.reallocations,
+        stats.deallocations,
+        stats.bytes_allocated,
+        stats.bytes_deallocated
     )
 }
 
@@ -82,32 +98,51 @@ fn main() -> std::io::Result<()> {
     let mut spec = "inet:7357@127.0.0.1".to_owned();
     let mut no_reply = false;
     let mut stats_stdin = false;
+    let mut delay = None;
     let mut runtime = "async-std";
-    for arg in std::env::args().skip(1) {
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
         match arg.as_str() {
             "--no-reply" => no_reply = true,
             "--stats-stdin" => stats_stdin = true,
             "--tokio" => runtime = "tokio",
             "--smol" => runtime = "smol",
-            _ if arg.starts_with("--") => {
-                eprintln!("usage: bench [SOCKET] [--no-reply] [--tokio|--smol] [--stats-stdin]");
-                std::process::exit(2);
-            }
+            "--delay-ms" => match args.next().and_then(|ms| ms.parse().ok()) {
+                Some(ms) => delay = Some(Duration::from_millis(ms)),
+                None => usage(),
+            },
+            _ if arg.starts_with("--") => usage(),
             _ => spec = arg,
         }
     }
     if stats_stdin {
         std::thread::spawn(stats_on_stdin);
     }
-    let filter = Bench { no_reply };
+    let options = Options {
+        no_reply,
+        delay,
+        stats_stdin,
+    };
     match runtime {
         "tokio" => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
-            .block_on(serve_on(Tokio, &spec, filter, stats_stdin)),
-        "smol" => smol::block_on(serve_on(Smol, &spec, filter, stats_stdin)),
-        _ => async_std::task::block_on(serve_on(AsyncStd, &spec, filter, stats_stdin)),
+            .block_on(serve_on(Tokio, &spec, &options)),
+        "smol" => smol::block_on(serve_on(Smol, &spec, &options)),
+        _ => async_std::task::block_on(serve_on(AsyncStd, &spec, &options)),
     }
+}
+
+fn usage() -> ! {
+    eprintln!("usage: bench [SOCKET] [--no-reply] [--delay-ms N] [--tokio|--smol] [--stats-stdin]");
+    std::process::exit(2);
+}
+
+/// The command line's settings.
+struct Options {
+    no_reply: bool,
+    delay: Option<Duration>,
+    stats_stdin: bool,
 }
 
 /// Answers each line on standard input with the heap counters; exits at end of input.
@@ -126,17 +161,17 @@ fn stats_on_stdin() {
 
 /// Binds `spec` on `runtime`, prints the bound address and serves until SIGINT/SIGTERM
 /// (or forever with `--stats-stdin`, which ends the process itself).
-async fn serve_on<R: Runtime>(
-    runtime: R,
-    spec: &str,
-    filter: Bench,
-    stats_stdin: bool,
-) -> std::io::Result<()> {
+async fn serve_on<R: Runtime>(runtime: R, spec: &str, options: &Options) -> std::io::Result<()> {
+    let filter = Bench {
+        no_reply: options.no_reply,
+        delay: options.delay,
+        timer: Box::new(runtime.clone()),
+    };
     let server = Server::bind_on(runtime, spec, ServerConfig::default()).await?;
     // The bench reads the bound address (port 0 picks a free one) from this line.
     println!("listening {}", server.local_spec());
     std::io::stdout().flush()?;
-    if stats_stdin {
+    if options.stats_stdin {
         server
             .serve_until(filter, std::future::pending::<()>())
             .await

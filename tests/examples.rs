@@ -1259,6 +1259,33 @@ fn bench_accepts_with_its_header() {
     });
 }
 
+/// `--delay-ms` holds the answer at end of message for at least that long (on the runtime's
+/// timer) and the message is still accepted with its header, on each runtime.
+#[test]
+fn bench_delay_holds_end_of_message() {
+    let delay = Duration::from_millis(200);
+    let ms = delay.as_millis().to_string();
+    let servers = [
+        Example::start("bench", &[ANY_PORT, "--delay-ms", &ms]),
+        Example::start("bench", &[ANY_PORT, "--delay-ms", &ms, "--tokio"]),
+        Example::start("bench", &[ANY_PORT, "--delay-ms", &ms, "--smol"]),
+    ];
+    run(async {
+        for server in &servers {
+            let mut client = server
+                .session(Profile::postfix(), Family::Inet, "127.0.0.1")
+                .await;
+            let started = Instant::now();
+            let outcome = client.send_message(&envelope(), PLAIN).await.unwrap();
+            let took = started.elapsed();
+            assert_eq!(outcome.verdict, Reply::Accept);
+            assert_eq!(delivered_headers(&outcome, "X-Bench"), ["1"]);
+            assert!(took >= delay, "answered after {took:?}, before {delay:?}");
+            client.quit().await.expect("QUIT");
+        }
+    });
+}
+
 #[test]
 fn bench_floor_accepts_with_its_header() {
     let plain = Example::start("bench_floor", &[ANY_PORT]);
