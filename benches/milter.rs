@@ -1336,8 +1336,9 @@ fn main() -> Result<()> {
         }
     }
     notes.push(format!(
-        "total bench time {:.0} s",
-        started.elapsed().as_secs_f64()
+        "total bench time {:.0} s; {}",
+        started.elapsed().as_secs_f64(),
+        chart::load_average()
     ));
     let tables = report(&results, &servers, &workloads, &p, &notes, cpu, &negotiated);
     output::write(&output_dir, &tables, &chart::svg(&results, &workloads, &p))?;

@@ -1245,7 +1245,7 @@ async fn bench_smoke_verdict(example: &Example, no_reply: bool, verdict: Reply) 
             outcome.headers.iter().all(|reply| *reply == unanswered),
             "{outcome:?}"
         );
-        assert_eq!(outcome.body, [unanswered.clone()]);
+        assert_eq!(outcome.body, std::slice::from_ref(&unanswered));
         assert_eq!(outcome.mail, unanswered, "{outcome:?}");
         assert_eq!(outcome.data, Some(unanswered.clone()), "{outcome:?}");
         assert_eq!(

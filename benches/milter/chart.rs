@@ -104,6 +104,14 @@ fn figure(
     })
 }
 
+/// The machine's load average at the end of the run (1, 5 and 15 minutes), which tells
+/// whether other work shared it.
+pub(super) fn load_average() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let figures: Vec<&str> = text.split_whitespace().take(3).collect();
+    format!("load average at the end {}", figures.join(" / "))
+}
+
 /// A round axis step giving about `ticks` ticks up to `max`.
 fn nice_step(max: f64, ticks: f64) -> f64 {
     let raw = (max / ticks).max(f64::MIN_POSITIVE);
@@ -130,6 +138,19 @@ fn label(x: f64) -> String {
     } else {
         format!("{x:.2}")
     }
+}
+
+/// `10000` as `10,000`.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
 }
 
 /// An axis tick: as many decimals as the step needs.
@@ -238,7 +259,7 @@ pub(super) fn svg(results: &Results, workloads: &[Workload], params: &Params) ->
         11.0,
         "start",
         r##"fill="#555""##,
-        &format!("Machine: {}", machine()),
+        &format!("Machine: {}; {}", machine(), load_average()),
     );
     text(
         &mut svg,
@@ -407,7 +428,8 @@ fn memory_panel(svg: &mut String, idle: &[(&Series, Spread)], conns: usize) {
         "start",
         r##"fill="#555""##,
         &format!(
-            "W5: growth of the server's resident memory over {conns} negotiated idle connections"
+            "W5: growth of the server's resident memory over {} negotiated idle connections",
+            thousands(conns)
         ),
     );
     if idle.is_empty() {
