@@ -5,9 +5,11 @@
 //! Run: `cargo run --release --example bench [SOCKET] [--no-reply] [--delay-ms N]
 //! [--stats-stdin]` (default socket `inet:7357@127.0.0.1`).
 //!
-//! * `--no-reply`: the filter declares that it never answers headers, end of headers or body
-//!   chunks, so those are negotiated as no-reply (`NR_HDR`, `NR_EOH`, `NR_BODY`) and the
-//!   MTA does not wait for them. Without it the default negotiation is used.
+//! * `--no-reply`: the filter is a tagger that answers nothing before end of message, and
+//!   says only what it does: the events it reads and the header it adds. It declares no
+//!   answers and no protocol flags; the library derives from that a no-reply flag for every
+//!   event the MTA offers one for (`NR_CONN` ... `NR_BODY`), so the MTA waits for nothing but
+//!   the end of message. Without it every event is answered (the default negotiation).
 //! * `--tokio`: serve on a current-thread tokio runtime instead of async-std; `--smol`: on
 //!   smol (`SMOL_THREADS` executor threads, 1 by default). Same `Server`, another
 //!   `rt::Runtime`, to compare the runtimes' per-wake-up costs.
@@ -15,18 +17,24 @@
 //!   runtime's timer (not a blocking sleep), as a filter waiting on a lookup would.
 //!   `cargo bench --bench soak` uses it to check that throughput follows concurrency.
 //! * `--stats-stdin`: each line read on standard input prints the heap counters
-//!   (`allocs N reallocs N deallocs N bytes N freed N`: bytes allocated and freed, so
-//!   `bytes - freed` is the live heap) on standard output; end of input stops the server.
-//!   Without it the counters are printed at SIGINT/SIGTERM.
+//!   (`allocs N reallocs N deallocs N bytes N freed N library_allocs N harness_allocs N`:
+//!   bytes allocated and freed, so `bytes - freed` is the live heap, then the library's own
+//!   share of the allocations) on standard output; end of input stops the server. Without
+//!   it the counters are printed at SIGINT/SIGTERM.
 //!
 //! Heap allocations are counted by a wrapping global allocator (a few uncontended atomic
 //! additions per allocation), so the benchmark can report allocations per message and per
-//! body chunk.
+//! body chunk; the runtime is wrapped so that the library's own share is counted apart
+//! (`bench/attribution.rs`).
+
+#[path = "bench/attribution.rs"]
+mod attribution;
 
 use async_milter::proto::{Actions, Events, ProtocolFlags};
 use async_milter::rt::{AsyncStd, Runtime, Smol, Timer, Tokio};
 use async_milter::server::{Server, ServerConfig, termination_signal};
 use async_milter::{Error, Filter, Needs, Session, Verdict};
+use attribution::{Attributed, as_library};
 use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 use std::alloc::System;
 use std::io::{BufRead, Write};
@@ -46,20 +54,21 @@ struct Bench {
 
 impl Filter for Bench {
     fn needs(&self) -> Needs {
-        // It awaits only headers, body and end of message, but sees and (without
-        // `--no-reply`) answers every event on purpose: the workloads measure the cost of a
-        // whole SMTP conversation, and `bench_floor` and the libmilter filter negotiate the
-        // same (every event but UNKNOWN, SKIP). It adds one header.
-        let answers = if self.no_reply {
-            Events::ALL - Events::HEADER - Events::EOH - Events::BODY
-        } else {
-            Events::ALL
-        };
-        Needs::new()
+        // It awaits only headers, body and end of message, but sees every event on purpose:
+        // the workloads measure the cost of a whole SMTP conversation, and `bench_floor` and
+        // the libmilter filter negotiate the same (every event but UNKNOWN). It adds one
+        // header.
+        let sees = Needs::new()
             .events(Events::ALL - Events::UNKNOWN)
-            .answers(answers)
-            .options(ProtocolFlags::SKIP)
-            .actions(Actions::ADD_HEADERS)
+            .actions(Actions::ADD_HEADERS);
+        if self.no_reply {
+            // A tagger: nothing said about answers, so it answers nothing before end of
+            // message and the library negotiates the no-reply flags.
+            sees
+        } else {
+            // Answers every event, and may skip the rest of the body.
+            sees.answers(Events::ALL).options(ProtocolFlags::SKIP)
+        }
     }
 
     async fn filter(&self, session: &mut Session) -> Result<Verdict, Error> {
@@ -80,11 +89,14 @@ impl Filter for Bench {
     }
 }
 
-/// The heap counters as one line.
+/// The heap counters as one line: the process's, then the library's own share and the
+/// attribution wrapper's own allocations (`bench/attribution.rs`).
 fn stats_line() -> String {
     let stats = GLOBAL.stats();
+    let (library, harness) = attribution::counters();
     format!(
-        "allocs {} reallocs {} deallocs {} bytes {} freed {}",
+        "allocs {} reallocs {} deallocs {} bytes {} freed {} library_allocs {library} \
+         harness_allocs {harness}",
         stats.allocations,
         stats.reallocations,
         stats.deallocations,
@@ -167,16 +179,14 @@ async fn serve_on<R: Runtime>(runtime: R, spec: &str, options: &Options) -> std:
         delay: options.delay,
         timer: Box::new(runtime.clone()),
     };
-    let server = Server::bind_on(runtime, spec, ServerConfig::default()).await?;
+    let server = Server::bind_on(Attributed(runtime), spec, ServerConfig::default()).await?;
     // The bench reads the bound address (port 0 picks a free one) from this line.
     println!("listening {}", server.local_spec());
     std::io::stdout().flush()?;
     if options.stats_stdin {
-        server
-            .serve_until(filter, std::future::pending::<()>())
-            .await
+        as_library(server.serve_until(filter, std::future::pending::<()>())).await
     } else {
-        let result = server.serve_until(filter, termination_signal()).await;
+        let result = as_library(server.serve_until(filter, termination_signal())).await;
         println!("{}", stats_line());
         result
     }

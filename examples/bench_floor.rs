@@ -6,7 +6,8 @@
 //! bytes are kept), every command that expects an answer gets CONTINUE, and end of message
 //! gets ADDHEADER `X-Bench: 1` plus ACCEPT; all answers to what one read brought in go out
 //! in one write. It negotiates what the library negotiates for the benchmark filter (every
-//! event but UNKNOWN, SKIP; with `--no-reply` also `NR_HDR`, `NR_EOH`, `NR_BODY`) and
+//! event but UNKNOWN, SKIP; with `--no-reply` no SKIP but a no-reply flag for every event:
+//! `NR_CONN`, `NR_HELO`, `NR_MAIL`, `NR_RCPT`, `NR_DATA`, `NR_HDR`, `NR_EOH`, `NR_BODY`) and
 //! answers nothing where a no-reply flag was agreed.
 //!
 //! Run: `cargo run --release --example bench_floor [inet:PORT@ADDR] [--no-reply]
@@ -49,6 +50,10 @@ const NR_MAIL: u32 = 0x4000;
 const NR_RCPT: u32 = 0x8000;
 const NR_DATA: u32 = 0x1_0000;
 const NR_UNKN: u32 = 0x2_0000;
+/// With `--no-reply`: what the library derives for a filter that sees every event but
+/// UNKNOWN and answers none of them before end of message.
+const NO_REPLY: u32 =
+    NO_UNKNOWN | NR_CONN | NR_HELO | NR_MAIL | NR_RCPT | NR_DATA | NR_HDR | NR_EOH | NR_BODY;
 /// `SMFIF_ADDHDRS`.
 const ADD_HEADERS: u32 = 0x01;
 
@@ -247,7 +252,7 @@ fn main() -> std::io::Result<()> {
     let mut on_async_std = false;
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
-            "--no-reply" => wanted |= NR_HDR | NR_EOH | NR_BODY,
+            "--no-reply" => wanted = NO_REPLY,
             "--stats-stdin" => stats_stdin = true,
             "--async-std" => on_async_std = true,
             _ if arg.starts_with("--") => {

@@ -1215,15 +1215,20 @@ fn decode_session_prints_both_directions_of_the_worked_example() {
     }
 }
 
-// ===== bench, bench_floor =====
+// ===== bench, bench_floor, bench_miltr =====
 
-/// One message through a benchmark server: accepted with `X-Bench: 1`. With `no_reply` the
-/// headers and body are not answered.
+/// One message through a benchmark server: accepted with `X-Bench: 1`. With `no_reply`
+/// nothing before end of message is answered.
 async fn bench_smoke(example: &Example, no_reply: bool) {
+    bench_smoke_verdict(example, no_reply, Reply::Accept).await;
+}
+
+/// [`bench_smoke`] with the end-of-message verdict the server gives.
+async fn bench_smoke_verdict(example: &Example, no_reply: bool, verdict: Reply) {
     for profile in [Profile::postfix(), Profile::sendmail()] {
         let mut client = example.session(profile, Family::Inet, "127.0.0.1").await;
         let outcome = client.send_message(&envelope(), PLAIN).await.unwrap();
-        assert_eq!(outcome.verdict, Reply::Accept);
+        assert_eq!(outcome.verdict, verdict);
         // One header added (by ADDHEADER, or by INSHEADER at the end on Sendmail).
         assert_eq!(outcome.modifications.len(), 1, "{outcome:?}");
         assert_eq!(delivered_headers(&outcome, "X-Bench"), ["1"]);
@@ -1240,7 +1245,18 @@ async fn bench_smoke(example: &Example, no_reply: bool) {
             outcome.headers.iter().all(|reply| *reply == unanswered),
             "{outcome:?}"
         );
-        assert_eq!(outcome.body, [unanswered]);
+        assert_eq!(outcome.body, std::slice::from_ref(&unanswered));
+        assert_eq!(outcome.mail, unanswered, "{outcome:?}");
+        assert_eq!(outcome.data, Some(unanswered.clone()), "{outcome:?}");
+        assert_eq!(
+            outcome.end_of_headers,
+            Some(unanswered.clone()),
+            "{outcome:?}"
+        );
+        assert!(
+            outcome.rcpts.iter().all(|(_, reply)| *reply == unanswered),
+            "{outcome:?}"
+        );
         client.quit().await.expect("QUIT");
     }
 }
@@ -1296,6 +1312,13 @@ fn bench_floor_accepts_with_its_header() {
         bench_smoke(&no_reply, true).await;
         bench_smoke(&async_std, false).await;
     });
+}
+
+#[test]
+fn bench_miltr_tags_and_continues() {
+    // miltr has no ACCEPT: its end-of-message answer is CONTINUE, which accepts as well.
+    let miltr = Example::start("bench_miltr", &[ANY_PORT]);
+    run(bench_smoke_verdict(&miltr, false, Reply::Continue));
 }
 
 // ===== connection_state =====
