@@ -68,6 +68,46 @@ pub const FILTER_PANICS: &str = "milter_filter_panics_total";
 /// Histogram in seconds, label `stage`: time from the MTA's command to our reply.
 pub const REPLY_DURATION: &str = "milter_reply_duration_seconds";
 
+/// Calls `$apply!($args)` with the `verdict` label of each kind of verdict: one list for
+/// [`verdict_label`] and the literal-keyed counters.
+macro_rules! verdicts {
+    ($apply:ident ! ($($args:tt)*)) => {
+        $apply! { ($($args)*)
+            [Verdict::Continue] => "continue",
+            [Verdict::Accept] => "accept",
+            [Verdict::Reject] => "reject",
+            [Verdict::Tempfail] => "tempfail",
+            [Verdict::Discard] => "discard",
+            [Verdict::Reply(code) if code.is_temporary()] => "reply_temporary",
+            [Verdict::Reply(_)] => "reply_permanent",
+            [Verdict::Shutdown] => "shutdown"
+        }
+    };
+}
+
+/// Hands every command kind with its `stage` label, as literals, to the macro `$apply`.
+macro_rules! stages {
+    ($apply:ident) => {
+        $apply! {
+            OptNeg => "optneg",
+            Connect => "connect",
+            Helo => "helo",
+            Mail => "mail",
+            Rcpt => "rcpt",
+            Data => "data",
+            Header => "header",
+            EndOfHeaders => "eoh",
+            Body => "body",
+            EndOfMessage => "eom",
+            Unknown => "unknown",
+            Abort => "abort",
+            Macro => "macro",
+            Quit => "quit",
+            QuitNewConnection => "quit_nc"
+        }
+    };
+}
+
 /// Counts a connection as open while it lives (a guard, so a connection aborted at the
 /// server's shutdown deadline is counted out too).
 #[must_use]
@@ -122,9 +162,29 @@ pub(crate) fn message_begun() {
 
 /// `verdict` was sent in reply to `kind`.
 pub(crate) fn verdict_sent(kind: CommandKind, verdict: &Verdict) {
+    // One arm per stage and verdict with literal labels, so the key is static (see
+    // `Stopwatch::replied`).
     #[cfg(feature = "metrics")]
-    ::metrics::counter!(VERDICTS, "stage" => stage_label(kind), "verdict" => verdict_label(verdict))
-        .increment(1);
+    {
+        macro_rules! by_verdict {
+            (($stage:literal) $([$($arm:tt)*] => $label:literal),*) => {
+                match verdict {
+                    $($($arm)* => {
+                        ::metrics::counter!(VERDICTS, "stage" => $stage, "verdict" => $label)
+                            .increment(1);
+                    })*
+                }
+            };
+        }
+        macro_rules! by_stage {
+            ($($command:ident => $stage:literal),*) => {
+                match kind {
+                    $(CommandKind::$command => verdicts!(by_verdict!($stage)),)*
+                }
+            };
+        }
+        stages!(by_stage);
+    }
     #[cfg(not(feature = "metrics"))]
     let _ = (kind, verdict);
 }
@@ -139,8 +199,29 @@ pub(crate) fn recipient_refused(verdict: &Verdict) {
 
 /// An edit of `kind` was sent.
 pub(crate) fn edit_sent(kind: &'static str) {
+    // Literal labels, so the key is static (see `Stopwatch::replied`).
     #[cfg(feature = "metrics")]
-    ::metrics::counter!(EDITS, "kind" => kind).increment(1);
+    {
+        macro_rules! count {
+            ($($label:literal),*) => {
+                match kind {
+                    $($label => ::metrics::counter!(EDITS, "kind" => $label).increment(1),)*
+                    other => ::metrics::counter!(EDITS, "kind" => other).increment(1),
+                }
+            };
+        }
+        count!(
+            "change_from",
+            "delete_rcpt",
+            "add_rcpt",
+            "insert_header",
+            "delete_header",
+            "change_header",
+            "add_header",
+            "quarantine",
+            "replace_body"
+        );
+    }
     #[cfg(not(feature = "metrics"))]
     let _ = kind;
 }
@@ -165,29 +246,6 @@ pub(crate) fn filter_panicked(filter: Option<&str>) {
     }
     #[cfg(not(feature = "metrics"))]
     let _ = filter;
-}
-
-/// Hands every command kind with its `stage` label, as literals, to the macro `$apply`.
-macro_rules! stages {
-    ($apply:ident) => {
-        $apply! {
-            OptNeg => "optneg",
-            Connect => "connect",
-            Helo => "helo",
-            Mail => "mail",
-            Rcpt => "rcpt",
-            Data => "data",
-            Header => "header",
-            EndOfHeaders => "eoh",
-            Body => "body",
-            EndOfMessage => "eom",
-            Unknown => "unknown",
-            Abort => "abort",
-            Macro => "macro",
-            Quit => "quit",
-            QuitNewConnection => "quit_nc"
-        }
-    };
 }
 
 /// Times one command's reply on the connection's clock; reads no clock with the feature
@@ -248,16 +306,14 @@ pub(crate) fn stage_label(kind: CommandKind) -> &'static str {
 
 /// The `verdict` label of `verdict`.
 pub(crate) fn verdict_label(verdict: &Verdict) -> &'static str {
-    match verdict {
-        Verdict::Continue => "continue",
-        Verdict::Accept => "accept",
-        Verdict::Reject => "reject",
-        Verdict::Tempfail => "tempfail",
-        Verdict::Discard => "discard",
-        Verdict::Reply(code) if code.is_temporary() => "reply_temporary",
-        Verdict::Reply(_) => "reply_permanent",
-        Verdict::Shutdown => "shutdown",
+    macro_rules! label {
+        (() $([$($arm:tt)*] => $label:literal),*) => {
+            match verdict {
+                $($($arm)* => $label,)*
+            }
+        };
     }
+    verdicts!(label!())
 }
 
 #[cfg(test)]

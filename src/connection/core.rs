@@ -145,8 +145,9 @@ pub(crate) struct Core {
     /// One record per filter of the connection, in filter order.
     calls: Vec<CallRecord>,
     message_no: u64,
-    /// The MTA's queue id (macro `i`) for log lines, once sent.
-    queue_id: Option<String>,
+    /// The MTA's queue id (macro `i`) for log lines, once sent, made safe to log; empty
+    /// until then. Cleared, not dropped, between messages, so its storage is reused.
+    queue_id: String,
     /// The MTA has shown itself to be Postfix (macros before a header or body chunk, which
     /// Sendmail never sends); decides how header positions are numbered.
     postfix: bool,
@@ -193,7 +194,7 @@ impl Core {
                 })
                 .collect(),
             message_no: 0,
-            queue_id: None,
+            queue_id: String::new(),
             postfix: false,
             warned_unanswered: false,
             decided_early: None,
@@ -207,13 +208,18 @@ impl Core {
         LogContext {
             id: self.id,
             message_no: self.call_started.then_some(self.message_no),
-            queue_id: self.queue_id.as_deref(),
+            queue_id: self.queue_id(),
         }
     }
 
     /// The connection data, as sessions see it.
     pub(crate) fn connection_data(&self) -> &Arc<ConnectionData> {
         &self.conn
+    }
+
+    /// The queue id for log lines, once the MTA sent it.
+    fn queue_id(&self) -> Option<&str> {
+        Some(self.queue_id.as_str()).filter(|id| !id.is_empty())
     }
 
     /// The number of the message the current (or next) call belongs to, from 1.
@@ -254,8 +260,8 @@ impl Core {
         }
         if let Some(queue_id) = find_queue_id(raw) {
             // Postfix repeats it before every command: keep the copy made the first time.
-            if self.queue_id.as_deref().map(str::as_bytes) != Some(queue_id) {
-                self.queue_id = Some(log_safe_queue_id(queue_id));
+            if self.queue_id.as_bytes() != queue_id {
+                write_log_safe_queue_id(queue_id, &mut self.queue_id);
             }
         }
         let abort_call = self.at_boundary(stage_phase(*stage), false);
@@ -383,7 +389,7 @@ impl Core {
         self.calls.iter_mut().for_each(CallRecord::reset);
         self.call_started = false;
         self.transaction = Transaction::Closed;
-        self.queue_id = None;
+        self.queue_id.clear();
     }
 
     /// Records how filter `index`'s call for the message ended.
@@ -391,7 +397,7 @@ impl Core {
         let context = LogContext {
             id: self.id,
             message_no: Some(self.message_no),
-            queue_id: self.queue_id.as_deref(),
+            queue_id: Some(self.queue_id.as_str()).filter(|id| !id.is_empty()),
         };
         let error_verdict = &self.error_verdict;
         let Some(call) = self.calls.get_mut(index) else {
@@ -748,15 +754,16 @@ fn log_negotiation(id: u64, agreed: &Agreed) {
 /// Longest queue id kept for log lines; real ones are under 20 characters.
 const MAX_LOGGED_QUEUE_ID: usize = 64;
 
-/// The queue id as it may appear in a log line: control characters escaped (a newline must
-/// not split the line), cut at [`MAX_LOGGED_QUEUE_ID`] bytes.
-fn log_safe_queue_id(raw: &[u8]) -> String {
+/// Writes the queue id into `out` as it may appear in a log line: control characters
+/// escaped (a newline must not split the line), cut at [`MAX_LOGGED_QUEUE_ID`] bytes. A
+/// plain id is written as it is, so it compares equal to the next copy the MTA sends.
+fn write_log_safe_queue_id(raw: &[u8], out: &mut String) {
+    out.clear();
     let kept = raw.get(..MAX_LOGGED_QUEUE_ID).unwrap_or(raw);
-    let mut text: String = String::from_utf8_lossy(kept).escape_debug().collect();
+    out.extend(String::from_utf8_lossy(kept).escape_debug());
     if kept.len() < raw.len() {
-        text.push_str("...");
+        out.push_str("...");
     }
-    text
 }
 
 /// The value of macro `i` in a MACRO packet's pairs, if present.
@@ -1030,14 +1037,14 @@ mod tests {
             &mut core,
             &In::Macro(b'M', macros(MacroStage::Mail, b"i\0ABC123\0")),
         );
-        assert_eq!(core.queue_id.as_deref(), Some("ABC123"));
+        assert_eq!(core.queue_id(), Some("ABC123"));
         let _ = feed(
             &mut core,
             &In::Macro(b'R', macros(MacroStage::Rcpt, b"{i}\0ABC123\0")),
         );
-        assert_eq!(core.queue_id.as_deref(), Some("ABC123"));
+        assert_eq!(core.queue_id(), Some("ABC123"));
         let _ = feed(&mut core, &command(CommandKind::Abort));
-        assert_eq!(core.queue_id, None);
+        assert_eq!(core.queue_id(), None);
     }
 
     /// The event, how the call stands, the filter's own reply, its verdict if it returned;
@@ -1192,6 +1199,11 @@ mod tests {
 
     #[test]
     fn the_queue_id_cannot_split_or_flood_a_log_line() {
+        let log_safe_queue_id = |raw: &[u8]| {
+            let mut out = String::new();
+            write_log_safe_queue_id(raw, &mut out);
+            out
+        };
         assert_eq!(log_safe_queue_id(b"4XyZ1"), "4XyZ1");
         assert_eq!(log_safe_queue_id(b"A\nB\r\x1b"), "A\\nB\\r\\u{1b}");
         let long = log_safe_queue_id(&[b'Q'; 10_000]);

@@ -405,7 +405,11 @@ impl EditQueue {
             t.map(w)
         }
         let insert_index = |before: Option<u32>| before.map_or(0, |p| layout.before_seen(p));
-        let mut ordered: Vec<(usize, &Edit)> = self.edits.iter().enumerate().collect();
+        // A single edit (a tagger's header, say) needs no ordering, nor its allocation.
+        let mut ordered: Vec<(usize, &Edit)> = match self.edits.as_slice() {
+            [] | [_] => Vec::new(),
+            edits => edits.iter().enumerate().collect(),
+        };
         ordered.sort_by(|(ai, a), (bi, b)| {
             rank(a).cmp(&rank(b)).then_with(|| match (a, b) {
                 (Edit::InsertHeader { before: x, .. }, Edit::InsertHeader { before: y, .. }) => {
@@ -419,7 +423,15 @@ impl EditQueue {
                 _ => ai.cmp(bi),
             })
         });
-        for (_, edit) in &ordered {
+        // The single edit left out of `ordered`, if that is what there is.
+        let single = match self.edits.as_slice() {
+            [only] => Some(only),
+            _ => None,
+        };
+        for edit in single
+            .into_iter()
+            .chain(ordered.iter().map(|(_, edit)| *edit))
+        {
             if matches!(edit, Edit::Quarantine(_)) {
                 continue;
             }
