@@ -428,10 +428,12 @@ impl EditQueue {
             [only] => Some(only),
             _ => None,
         };
-        for edit in single
-            .into_iter()
-            .chain(ordered.iter().map(|(_, edit)| *edit))
-        {
+        let in_order = || {
+            single
+                .into_iter()
+                .chain(ordered.iter().map(|(_, edit)| *edit))
+        };
+        for edit in in_order() {
             if matches!(edit, Edit::Quarantine(_)) {
                 continue;
             }
@@ -483,7 +485,7 @@ impl EditQueue {
         if let Some(body) = &self.body {
             encode_replace_body(body, MAX_BODY_CHUNK, dst)?;
         }
-        for (_, edit) in &ordered {
+        for edit in in_order() {
             if let Edit::Quarantine(reason) = edit {
                 Response::Quarantine(w(reason)).encode(dst)?;
             }
@@ -623,6 +625,19 @@ mod tests {
         assert!(queue.quarantine(&vec![b'q'; 70_000]).is_err());
         // What was refused left the rest queued, and what was queued encodes.
         assert_eq!(responses(&queue).len(), 1);
+    }
+
+    #[test]
+    fn a_single_edit_of_any_kind_is_sent() {
+        let mut queue = EditQueue::new(Actions::V6);
+        queue.quarantine(b"held").unwrap();
+        assert_eq!(responses(&queue), vec![r#"Quarantine("held")"#]);
+        let mut queue = EditQueue::new(Actions::V6);
+        queue.add_header(b"X-A", b"1").unwrap();
+        assert_eq!(
+            responses(&queue),
+            vec![r#"AddHeader { name: "X-A", value: "1" }"#]
+        );
     }
 
     #[test]
