@@ -5,23 +5,23 @@
 //! says what it waits for.
 
 use std::any::Any;
-use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use futures::FutureExt;
+use futures::future::CatchUnwind;
 
 use super::core::Outcome;
 use crate::proto::{Actions, Events};
 use crate::session::{
-    ConnectionData, Error, Event, EventReply, Finished, Mailbox, Member, Phase, Recycled, Session,
-    SharedMailbox, Verdict, lock,
+    BoxCallFuture, ConnectionData, Error, Event, EventReply, Finished, Mailbox, Member, Phase,
+    Recycled, Session, SharedMailbox, Verdict, lock,
 };
 
 type CallOutput = Result<(Result<Verdict, Error>, Finished), Box<dyn Any + Send>>;
-type CallFuture = Pin<Box<dyn Future<Output = CallOutput> + Send>>;
+/// The filter's call with its panics caught; the call itself is the one allocation.
+type CallFuture = CatchUnwind<AssertUnwindSafe<BoxCallFuture>>;
 
 /// One filter's calls on a connection, one message at a time.
 pub(crate) struct FilterCall {
@@ -79,13 +79,8 @@ impl FilterCall {
         let recycled = self.recycled.take().unwrap_or_default();
         let session = Session::new(self.mailbox.clone(), conn, message_no, phase, recycled)
             .declared(self.allowed, self.answers);
-        let filter = self.member.filter.clone();
-        let call = async move {
-            let mut session = session;
-            let result = filter.call(&mut session).await;
-            (result, session.finish())
-        };
-        self.running = Some(Box::pin(AssertUnwindSafe(call).catch_unwind()));
+        let call = Arc::clone(&self.member.filter).call_owned(session);
+        self.running = Some(AssertUnwindSafe(call).catch_unwind());
     }
 
     /// Queues a command for the filter; returns its sequence number.
@@ -116,7 +111,7 @@ impl FilterCall {
             return Poll::Ready(Polled::Idle);
         };
         lock(&self.mailbox).before_poll(cx.waker());
-        if let Poll::Ready(output) = running.as_mut().poll(cx) {
+        if let Poll::Ready(output) = running.poll_unpin(cx) {
             self.running = None;
             return Poll::Ready(Polled::Returned(self.outcome(output)));
         }
@@ -135,7 +130,7 @@ impl FilterCall {
             if abort {
                 lock(&self.mailbox).abort();
                 // The core logged the abort with the queue id; this is the filter's side.
-                match running.as_mut().poll(cx) {
+                match running.poll_unpin(cx) {
                     Poll::Ready(Ok((Err(error), finished))) => {
                         log::debug!("{}ended after abort: {error}", self.who());
                         self.recycled = Some(finished.recycled);

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use super::api::Session;
+use super::api::{Finished, Session};
 use super::error::Error;
 use super::verdict::Verdict;
 use crate::proto::Needs;
@@ -87,16 +87,25 @@ impl std::fmt::Debug for Member {
 /// [`Filter`] in a form that can sit behind `dyn`: the future boxed.
 pub(crate) trait DynFilter: Send + Sync + 'static {
     fn needs(&self) -> Needs;
-    fn call<'a>(&'a self, session: &'a mut Session) -> BoxFilterFuture<'a>;
+    /// One message's call, owning its session and handing it back finished: one
+    /// allocation for the filter's future and the session's place together.
+    fn call_owned(self: Arc<Self>, session: Session) -> BoxCallFuture;
 }
+
+/// A filter call that owns its session, as the connection runs it.
+pub(crate) type BoxCallFuture =
+    Pin<Box<dyn Future<Output = (Result<Verdict, Error>, Finished)> + Send + 'static>>;
 
 impl<F: Filter> DynFilter for F {
     fn needs(&self) -> Needs {
         Filter::needs(self)
     }
 
-    fn call<'a>(&'a self, session: &'a mut Session) -> BoxFilterFuture<'a> {
-        Box::pin(self.filter(session))
+    fn call_owned(self: Arc<Self>, mut session: Session) -> BoxCallFuture {
+        Box::pin(async move {
+            let result = self.filter(&mut session).await;
+            (result, session.finish())
+        })
     }
 }
 

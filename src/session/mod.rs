@@ -27,6 +27,7 @@ pub use edits::{HeaderHandle, HeaderPosition, MAX_QUEUED_EDITS, SENDMAIL_HEADER_
 pub use error::{Error, Misuse, Unavailable};
 pub(crate) use event::Event;
 pub use event::{Address, Client};
+pub(crate) use filter::BoxCallFuture;
 pub use filter::{BoxFilterFuture, Filter, FilterFn, FnFilter, Member, filter_fn};
 pub(crate) use mailbox::{EventReply, Mailbox, SharedMailbox, lock};
 pub use phase::Phase;
