@@ -15,8 +15,8 @@ use futures::future::CatchUnwind;
 use super::core::Outcome;
 use crate::proto::{Actions, Events};
 use crate::session::{
-    BoxCallFuture, ConnectionData, Error, Event, EventReply, Finished, Mailbox, Member, Phase,
-    Recycled, Session, SharedMailbox, Verdict, lock,
+    BoxCallFuture, ConnectionData, EditStorage, Error, Event, EventReply, Finished, Mailbox,
+    Member, Phase, Recycled, Session, SharedMailbox, Verdict, lock,
 };
 
 type CallOutput = Result<(Result<Verdict, Error>, Finished), Box<dyn Any + Send>>;
@@ -66,7 +66,7 @@ impl FilterCall {
     }
 
     /// Starts the call for message `message_no`, with the events already queued.
-    pub(crate) fn start(&mut self, message_no: u64) {
+    pub(crate) fn start(&mut self, message_no: u64, edits: EditStorage) {
         let conn = lock(&self.mailbox).connection_data();
         let phase = if conn.helo.is_some() {
             Phase::Helo
@@ -76,7 +76,7 @@ impl FilterCall {
             Phase::Start
         };
         self.message_no = message_no;
-        let recycled = self.recycled.take().unwrap_or_default();
+        let recycled = self.recycled.take().unwrap_or_default().with_edits(edits);
         let session = Session::new(self.mailbox.clone(), conn, message_no, phase, recycled)
             .declared(self.allowed, self.answers);
         let call = Arc::clone(&self.member.filter).call_owned(session);

@@ -15,7 +15,8 @@ use super::config::ConnectionConfig;
 use crate::metrics;
 use crate::proto::{Agreed, CommandKind, EncodeError, MacroStage, ProtocolFlags, Response};
 use crate::session::{
-    ConnectionData, EditQueue, Event, EventReply, HeaderLayout, HeaderLimits, Phase, Verdict,
+    ConnectionData, EditQueue, EditStorage, Event, EventReply, HeaderLayout, HeaderLimits, Phase,
+    Verdict,
 };
 
 /// Where the current message stands, for telling where one ends and the next begins.
@@ -117,12 +118,16 @@ struct CallRecord {
     /// The filter accepted the whole SMTP connection (Accept at CONNECT or HELO): it is not
     /// called again until a new SMTP session, and counts as accepting meanwhile.
     accepted_connection: bool,
+    /// The storage of the last message's edit queue, for the next call's queue.
+    spare_edits: EditStorage,
 }
 
 impl CallRecord {
     fn reset(&mut self) {
         self.decided = None;
-        self.edits = None;
+        if let Some(edits) = self.edits.take() {
+            self.spare_edits = edits.into_storage();
+        }
     }
 }
 
@@ -220,6 +225,14 @@ impl Core {
     /// The queue id for log lines, once the MTA sent it.
     fn queue_id(&self) -> Option<&str> {
         Some(self.queue_id.as_str()).filter(|id| !id.is_empty())
+    }
+
+    /// Takes filter `index`'s spare edit storage, for its next call's queue.
+    pub(crate) fn take_spare_edits(&mut self, index: usize) -> EditStorage {
+        self.calls
+            .get_mut(index)
+            .map(|call| std::mem::take(&mut call.spare_edits))
+            .unwrap_or_default()
     }
 
     /// The number of the message the current (or next) call belongs to, from 1.

@@ -209,7 +209,7 @@ where
                 (Then::StartAndDeliver, Some(event)) => {
                     for (index, call) in calls.iter_mut().enumerate() {
                         if core.takes_part(index) {
-                            call.start(core.message_no());
+                            call.start(core.message_no(), core.take_spare_edits(index));
                         }
                     }
                     event

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 
 use super::connection_data::ConnectionData;
-use super::edits::{EditQueue, HeaderHandle, HeaderPosition};
+use super::edits::{EditQueue, EditStorage, HeaderHandle, HeaderPosition};
 use super::error::{Error, Misuse, Unavailable};
 use super::event::{Address, Client, Event};
 use super::macros::MacroStore;
@@ -135,6 +135,15 @@ pub(crate) struct Recycled {
     recipients: Vec<Arrived>,
     headers: Vec<HeaderField>,
     macros: MacroStore,
+    edits: EditStorage,
+}
+
+impl Recycled {
+    /// Adds the storage of the last message's edit queue, back from the connection core.
+    pub(crate) fn with_edits(mut self, edits: EditStorage) -> Self {
+        self.edits = edits;
+        self
+    }
 }
 
 impl Session {
@@ -155,6 +164,7 @@ impl Session {
             mut recipients,
             mut headers,
             mut macros,
+            edits,
         } = recycled;
         recipients.clear();
         headers.clear();
@@ -175,7 +185,7 @@ impl Session {
             body_chunk: None,
             body_chunk_fresh: false,
             macros,
-            edits: EditQueue::new(allowed).with_leading_space(exact_values),
+            edits: EditQueue::with_storage(allowed, edits).with_leading_space(exact_values),
             header_bytes: 0,
             header_overflow: None,
             state: None,
@@ -205,6 +215,9 @@ impl Session {
                 recipients: std::mem::take(&mut self.recipients),
                 headers: std::mem::take(&mut self.headers),
                 macros: std::mem::take(&mut self.macros),
+                // The queue goes to the connection core; its storage comes back through
+                // `Recycled::with_edits` when the next call starts.
+                edits: EditStorage::default(),
             },
         }
     }

@@ -146,6 +146,11 @@ impl Edit {
     }
 }
 
+/// The storage of an emptied edit queue, handed from one message's queue to the next so
+/// that steady state does not allocate the list anew.
+#[derive(Debug, Default)]
+pub(crate) struct EditStorage(Vec<Edit>);
+
 /// Edits queued for the current message.
 #[derive(Debug)]
 pub(crate) struct EditQueue {
@@ -159,12 +164,26 @@ pub(crate) struct EditQueue {
 
 impl EditQueue {
     pub(crate) fn new(allowed: Actions) -> Self {
+        Self::with_storage(allowed, EditStorage::default())
+    }
+
+    /// An empty queue in the storage an earlier message's queue left.
+    pub(crate) fn with_storage(allowed: Actions, storage: EditStorage) -> Self {
+        let EditStorage(mut edits) = storage;
+        edits.clear();
         Self {
             allowed,
             leading_space: false,
-            edits: Vec::new(),
+            edits,
             body: None,
         }
+    }
+
+    /// The queue's list storage, emptied, for the next message's queue.
+    pub(crate) fn into_storage(self) -> EditStorage {
+        let mut edits = self.edits;
+        edits.clear();
+        EditStorage(edits)
     }
 
     /// The edits of several filters as one queue, in filter order over the message as the

@@ -22,7 +22,7 @@ mod verdict;
 pub use api::Session;
 pub(crate) use api::{Arrival, Finished, Recycled};
 pub(crate) use connection_data::{ConnectionData, HeaderLimits};
-pub(crate) use edits::{EditQueue, HeaderLayout};
+pub(crate) use edits::{EditQueue, EditStorage, HeaderLayout};
 pub use edits::{HeaderHandle, HeaderPosition, MAX_QUEUED_EDITS, SENDMAIL_HEADER_TEMPLATES};
 pub use error::{Error, Misuse, Unavailable};
 pub(crate) use event::Event;
