@@ -611,3 +611,9 @@ fn check_reply_encoding(agreed: &Agreed) {
         Err(error) => panic!("the reply does not encode: {error}"),
     }
 }
+
+// ===== connection =====
+
+mod connection;
+
+pub use connection::{ScriptedPanic, connection, connection_input, connection_input_text};
