@@ -1,6 +1,7 @@
 //! The filter under test: it plays scripts chosen by the input and tells the harness what it
 //! did (the probe), so the harness can check the wire against it.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -75,16 +76,14 @@ pub(super) enum Edit {
 #[derive(Debug, Default)]
 pub(super) struct Probe {
     pub(super) notes: Vec<Note>,
-    /// A call is inside a `Sleep` step: the connection waits for it, so the harness moves
+    /// Calls inside a `Sleep` step: the connection waits for them, so the harness moves
     /// the clock.
-    pub(super) sleeping: bool,
+    pub(super) sleepers: usize,
     /// The frame number of the tagged body chunk the call last received, until its next
     /// await.
     pub(super) body_frame: Option<u32>,
     /// Calls not yet returned or dropped.
     pub(super) live_calls: usize,
-    /// Calls started on the connection.
-    pub(super) calls: usize,
     /// `Session::progress` calls.
     pub(super) progress_requests: usize,
     /// Bytes of the edits accepted, for the bound on what the connection may write.
@@ -98,9 +97,12 @@ pub(super) fn lock(probe: &Mutex<Probe>) -> MutexGuard<'_, Probe> {
     probe.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The filter: plays script `n % len` on call `n`.
+/// The filter: plays script `(first + n) % len` on its call `n`.
 pub(super) struct Scripted {
     pub(super) scripts: Vec<Script>,
+    pub(super) first: usize,
+    /// Calls started so far.
+    pub(super) calls: AtomicUsize,
     pub(super) needs: Needs,
     pub(super) probe: SharedProbe,
     pub(super) clock: ManualClock,
@@ -114,10 +116,11 @@ impl Filter for Scripted {
     }
 
     async fn filter(&self, session: &mut Session) -> Result<Verdict, Error> {
-        let live = Live::new(&self.probe);
+        let _live = Live::new(&self.probe);
+        let call = self.first + self.calls.fetch_add(1, Ordering::Relaxed);
         let script = self
             .scripts
-            .get(live.call % self.scripts.len().max(1))
+            .get(call % self.scripts.len().max(1))
             .cloned()
             .unwrap_or_default();
         self.note(Note::Started);
@@ -172,38 +175,36 @@ impl Call {
 }
 
 /// Counts a call as live until it returns or is dropped.
-struct Live {
-    probe: SharedProbe,
-    call: usize,
-}
+struct Live(SharedProbe);
 
 impl Live {
     fn new(probe: &SharedProbe) -> Self {
-        let mut shared = lock(probe);
-        shared.live_calls += 1;
-        shared.calls += 1;
-        Self {
-            probe: probe.clone(),
-            call: shared.calls - 1,
-        }
+        lock(probe).live_calls += 1;
+        Self(probe.clone())
     }
 }
 
 impl Drop for Live {
     fn drop(&mut self) {
-        let mut shared = lock(&self.probe);
+        let mut shared = lock(&self.0);
         shared.live_calls -= 1;
-        shared.sleeping = false;
         shared.body_frame = None;
     }
 }
 
-/// Marks the probe as sleeping until dropped (the sleep ends, or the call is dropped).
+/// Counts a call as sleeping until dropped (the sleep ends, or the call is dropped).
 struct Asleep(SharedProbe);
+
+impl Asleep {
+    fn new(probe: &SharedProbe) -> Self {
+        lock(probe).sleepers += 1;
+        Self(probe.clone())
+    }
+}
 
 impl Drop for Asleep {
     fn drop(&mut self) {
-        lock(&self.0).sleeping = false;
+        lock(&self.0).sleepers -= 1;
     }
 }
 
@@ -312,8 +313,7 @@ impl Scripted {
         for step in &script.steps {
             match step {
                 Step::Sleep(seconds) => {
-                    lock(&self.probe).sleeping = true;
-                    let _asleep = Asleep(self.probe.clone());
+                    let _asleep = Asleep::new(&self.probe);
                     self.clock
                         .sleep(Duration::from_secs(u64::from(*seconds)))
                         .await;

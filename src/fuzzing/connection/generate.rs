@@ -391,6 +391,7 @@ pub fn connection_input(seed: u64) -> Vec<u8> {
         read_chunk: rng.byte(),
         write_chunk: rng.byte(),
     };
+    let list = rng.chance(15);
     let scripts = (0..=rng.below(3)).map(|_| script(&mut rng)).collect();
     let mut ops = Vec::new();
     session(&mut rng, &mut ops);
@@ -401,6 +402,7 @@ pub fn connection_input(seed: u64) -> Vec<u8> {
         offer,
         needs,
         settings,
+        list,
         scripts,
         ops,
     }

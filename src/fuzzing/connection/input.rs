@@ -121,7 +121,10 @@ pub(super) struct Input {
     pub(super) offer: Offer,
     pub(super) needs: NeedsChoice,
     pub(super) settings: Settings,
-    /// The filter's scripts; call `n` of the connection plays script `n % len`.
+    /// Two filters in a `FilterList` instead of one.
+    pub(super) list: bool,
+    /// The filters' scripts; the first filter's call `n` plays script `n % len`, the
+    /// second's script `(n + 1) % len`.
     pub(super) scripts: Vec<Script>,
     pub(super) ops: Vec<Op>,
 }
@@ -132,8 +135,9 @@ impl Input {
         let offer = Offer::read(&mut r);
         let needs = NeedsChoice::read(&mut r);
         let settings = Settings::read(&mut r);
-        let count = 1 + r.byte() % 4;
-        let scripts = (0..count).map(|_| Script::read(&mut r)).collect();
+        let head = r.byte();
+        let list = head & 0x80 != 0;
+        let scripts = (0..=head % 4).map(|_| Script::read(&mut r)).collect();
         let mut ops = Vec::new();
         while !r.is_empty() {
             ops.push(Op::read(&mut r));
@@ -142,6 +146,7 @@ impl Input {
             offer,
             needs,
             settings,
+            list,
             scripts,
             ops,
         }
@@ -153,7 +158,7 @@ impl Input {
         self.needs.write(&mut w);
         self.settings.write(&mut w);
         let count = self.scripts.len().clamp(1, 4);
-        w.byte((count - 1) as u8);
+        w.byte((count - 1) as u8 | if self.list { 0x80 } else { 0 });
         for script in self.scripts.iter().take(count) {
             script.write(&mut w);
         }

@@ -1,6 +1,6 @@
 //! The `connection` target: one whole connection (frame decoder, connection core, session,
-//! edit queue) served over an in-memory stream to a scripted MTA, with a filter whose
-//! awaits, edits and verdicts the input chooses too.
+//! edit queue) served over an in-memory stream to a scripted MTA, with a filter (or a
+//! `FilterList` of two) whose awaits, edits and verdicts the input chooses too.
 //!
 //! Everything runs on the calling thread: the connection future is polled by hand with a
 //! waker that only records a wake-up, and time is a [`ManualClock`] the harness moves only
@@ -21,7 +21,8 @@
 //!   before a passing verdict;
 //! * the answers follow what the filter decided (see `oracle`): its verdict where the
 //!   documentation says it lands, its own refusal of a recipient or unknown command, and at
-//!   end of message exactly the edits it queued;
+//!   end of message exactly the edits it queued (for a single filter; a list gets the
+//!   other checks);
 //! * memory stays bounded: the bytes the connection writes are bounded by what the input
 //!   asked for, and while the filter holds a body chunk the connection reads ahead at most
 //!   about one maximal frame;
@@ -41,7 +42,7 @@ mod pipe;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
@@ -55,6 +56,7 @@ use pipe::{FilterEnd, SharedWire, Wire, lock as wire};
 pub use filter::ScriptedPanic;
 pub use generate::connection_input;
 
+use crate::FilterList;
 use crate::connection::{
     Builder, Connection, ConnectionConfig, ConnectionError, DEFAULT_READ_TIMEOUT, ShutdownHandle,
 };
@@ -242,22 +244,38 @@ impl Harness {
         let clock = ManualClock::new();
         let wire = Wire::new(setup.read_chunk, setup.write_chunk);
         let probe = Arc::new(Mutex::new(Probe::default()));
-        let filter = Scripted {
+        let filter = |first| Scripted {
             scripts: input.scripts.clone(),
+            first,
+            calls: AtomicUsize::new(0),
             needs: needs.clone(),
             probe: probe.clone(),
             clock: clock.clone(),
             panics: true,
         };
-        let connection = Builder::new(clock.clone())
+        let builder = Builder::new(clock.clone())
             .config(setup.config.clone())
-            .id(1)
-            .serve(FilterEnd(wire.clone()), filter);
+            .id(1);
+        let stream = FilterEnd(wire.clone());
+        let connection = if input.list {
+            let list = FilterList::new()
+                .with("first", filter(0))
+                .with("second", filter(1));
+            builder.serve(stream, list)
+        } else {
+            builder.serve(stream, filter(0))
+        };
+        // The connection asks the MTA for the union of its filters' needs.
+        let needs = if input.list {
+            needs.union(&needs)
+        } else {
+            needs
+        };
         let shutdown = connection.shutdown_handle();
         Self {
             silence_start: clock.now(),
             mta: Mta::new(setup.config.max_frame_len, needs),
-            oracle: Oracle::new(setup.config.error_verdict.clone()),
+            oracle: Oracle::new(setup.config.error_verdict.clone(), !input.list),
             max_len: setup.config.max_frame_len,
             read_timeout: setup.config.read_timeout,
             progress_interval: setup.config.progress_interval,
@@ -331,7 +349,7 @@ impl Harness {
     fn drive(&mut self) {
         self.stall();
         let mut steps = 0;
-        while self.connection.is_some() && probe(&self.probe).sleeping {
+        while self.connection.is_some() && probe(&self.probe).sleepers > 0 {
             steps += 1;
             assert!(steps <= MAX_SLEEP_STEPS, "the filter sleeps for ever");
             self.check_read_ahead();
@@ -452,7 +470,7 @@ impl Harness {
     /// Once the connection has dealt with everything sent: checks the answers against the
     /// filter's notes, the bounds, and whether the connection should still be running.
     fn digest(&mut self) {
-        let sleeping = probe(&self.probe).sleeping;
+        let sleeping = probe(&self.probe).sleepers > 0;
         if sleeping && self.connection.is_some() {
             self.check_read_ahead();
             self.check_budget();

@@ -55,8 +55,18 @@ pub(super) struct Oracle {
     accepted: bool,
     /// The filter's own refusal of the current command.
     own: Option<Refusal>,
-    /// Notes are known to belong to the frames they are applied to.
-    reliable: bool,
+    tracking: Tracking,
+}
+
+/// Whether the filter's notes can be matched with the frames they came with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tracking {
+    /// Each note is known to belong to the frames it is applied with.
+    Followed,
+    /// Lost for now (notes came for several frames at once), until a fresh SMTP session.
+    Lost,
+    /// Several filters: their notes are not followed.
+    Off,
 }
 
 fn response(response: &Response<'_>) -> Vec<u8> {
@@ -94,15 +104,19 @@ fn stage_phase(stage: MacroStage) -> Phase {
 }
 
 impl Oracle {
-    pub(super) fn new(error_verdict: Verdict) -> Self {
+    pub(super) fn new(error_verdict: Verdict, single: bool) -> Self {
         Self {
+            tracking: if single {
+                Tracking::Followed
+            } else {
+                Tracking::Off
+            },
             error_verdict,
             skip: false,
             transaction: Transaction::Closed,
             call: None,
             accepted: false,
             own: None,
-            reliable: true,
         }
     }
 
@@ -166,14 +180,18 @@ impl Oracle {
     /// notes are back in step with the frames.
     pub(super) fn fresh_session(&mut self) {
         self.own = None;
-        self.reliable = true;
+        if self.tracking == Tracking::Lost {
+            self.tracking = Tracking::Followed;
+        }
     }
 
     /// Notes came for several frames at once: which frame each belongs to is lost until
     /// the next fresh session.
     pub(super) fn lose_track(&mut self) {
         self.own = None;
-        self.reliable = false;
+        if self.tracking == Tracking::Followed {
+            self.tracking = Tracking::Lost;
+        }
     }
 
     /// What the filter did while the connection handled the frames just taken.
@@ -285,7 +303,7 @@ impl Oracle {
         let phase = Phase::of(kind);
         let expected = self.expected(kind);
         if let Some(answer) = &frame.answer {
-            if self.reliable {
+            if self.tracking == Tracking::Followed {
                 check(kind, &expected, answer);
             }
             if answer.is_verdict() && self.own.is_none() {
