@@ -1,7 +1,7 @@
 //! The filter under test: it plays scripts chosen by the input and tells the harness what it
 //! did (the probe), so the harness can check the wire against it.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -88,6 +88,11 @@ pub(super) struct Probe {
     pub(super) progress_requests: usize,
     /// Bytes of the edits accepted, for the bound on what the connection may write.
     pub(super) edit_bytes: usize,
+    /// What a session showed that contradicts how sessions work (checked by the harness:
+    /// a panic here would be caught as the filter's own).
+    pub(super) violations: Vec<String>,
+    /// Tagged body chunks out of frame order (only meaningful while no tag was forged).
+    pub(super) chunk_disorder: Vec<String>,
 }
 
 pub(super) type SharedProbe = Arc<Mutex<Probe>>;
@@ -103,6 +108,8 @@ pub(super) struct Scripted {
     pub(super) first: usize,
     /// Calls started so far.
     pub(super) calls: AtomicUsize,
+    /// The message number of the latest call.
+    pub(super) last_message: AtomicU64,
     pub(super) needs: Needs,
     pub(super) probe: SharedProbe,
     pub(super) clock: ManualClock,
@@ -124,6 +131,11 @@ impl Filter for Scripted {
             .cloned()
             .unwrap_or_default();
         self.note(Note::Started);
+        let message = session.message_number();
+        let last = self.last_message.swap(message, Ordering::Relaxed);
+        if message <= last {
+            self.violation(format!("call for message {message} after message {last}"));
+        }
         let mut call = Call::default();
         let result = self.play(session, &script, &mut call).await;
         let outcome = match &result {
@@ -140,6 +152,8 @@ impl Filter for Scripted {
 struct Call {
     headers: Vec<(HeaderHandle, Vec<u8>)>,
     recipients: Vec<Vec<u8>>,
+    /// The frame number of the last tagged body chunk received.
+    last_chunk: Option<u32>,
     edits: Vec<Edit>,
     body: Option<Vec<u8>>,
     aborted: bool,
@@ -298,9 +312,20 @@ impl Scripted {
         }
     }
 
-    fn body_chunk(&self, chunk: &[u8]) {
+    fn violation(&self, what: String) {
+        lock(&self.probe).violations.push(what);
+    }
+
+    /// A body chunk came: tagged ones must come in frame order, each once.
+    fn body_chunk(&self, chunk: &[u8], call: &mut Call) {
         if let Some([a, b, c, d, ..]) = chunk.strip_prefix(BODY_TAG) {
-            lock(&self.probe).body_frame = Some(u32::from_be_bytes([*a, *b, *c, *d]));
+            let number = u32::from_be_bytes([*a, *b, *c, *d]);
+            lock(&self.probe).body_frame = Some(number);
+            if call.last_chunk.is_some_and(|last| last >= number) && number != u32::MAX {
+                let what = format!("body chunk {number} after {:?}", call.last_chunk);
+                lock(&self.probe).chunk_disorder.push(what);
+            }
+            call.last_chunk = Some(number);
         }
     }
 
@@ -362,6 +387,10 @@ impl Scripted {
                 };
                 call.recipients
                     .push(recipient.address().as_bytes().to_vec());
+                let arrived = session.recipients().count() + session.rejected_recipients().count();
+                if arrived < call.recipients.len() {
+                    self.violation("more recipients handed over than arrived".into());
+                }
                 self.refuse(*refusal, |r| answer_recipient(&recipient, r));
                 if matches!(step, Step::NextRecipient(_)) {
                     break;
@@ -372,6 +401,18 @@ impl Scripted {
                 let Some(Some(field)) = Self::settle(result, call, strict)? else {
                     break;
                 };
+                // Headers come in arrival order, each once, handles counting from 0.
+                if field.handle.position() != call.headers.len()
+                    || field.handle.message != session.message_number()
+                    || session.headers().len() <= field.handle.position()
+                {
+                    self.violation(format!(
+                        "header {} handed over as the call's header {} of {}",
+                        field.handle.position(),
+                        call.headers.len(),
+                        session.headers().len()
+                    ));
+                }
                 call.headers
                     .push((field.handle, field.name.as_bytes().to_vec()));
                 if *step == Step::NextHeader {
@@ -384,7 +425,7 @@ impl Scripted {
                 let Some(Some(chunk)) = Self::settle(result, call, strict)? else {
                     break;
                 };
-                self.body_chunk(&chunk);
+                self.body_chunk(&chunk, call);
                 match step {
                     Step::AllBody { append: true } => {
                         let accepted = session.append_body(&chunk).is_ok();

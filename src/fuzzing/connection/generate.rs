@@ -179,6 +179,24 @@ fn script(rng: &mut Rng) -> Script {
     }
 }
 
+/// Takes a body chunk, sleeps over it, then reads the rest.
+fn slow_body_reader(rng: &mut Rng) -> Script {
+    Script {
+        strict: false,
+        steps: vec![
+            Step::NextBodyChunk,
+            Step::Sleep(1 + rng.byte() % 8),
+            Step::NextBodyChunk,
+            Step::Sleep(1 + rng.byte() % 8),
+            Step::AllBody {
+                append: rng.chance(30),
+            },
+            Step::EndOfMessage,
+            Step::Return(rng.byte() % 9),
+        ],
+    }
+}
+
 fn offer(rng: &mut Rng) -> Offer {
     match rng.below(100) {
         0..=84 => Offer::Standard,
@@ -286,7 +304,10 @@ impl MtaScript<'_> {
 }
 
 /// A Postfix- or Sendmail-shaped session, with surprises.
-fn session(rng: &mut Rng, ops: &mut Vec<Op>) {
+///
+/// A `streaming` MTA sends many body chunks without waiting for replies, as it would under
+/// `NR_BODY`, so a filter that sleeps over a chunk finds the next ones queued behind it.
+fn session(rng: &mut Rng, ops: &mut Vec<Op>, streaming: bool) {
     let postfix = rng.chance(50);
     let mut mta = MtaScript { rng, ops };
     let mut connect_macros = vec![(Blob::from(&b"j"[..]), Blob::from(&b"mx.example"[..]))];
@@ -355,7 +376,15 @@ fn session(rng: &mut Rng, ops: &mut Vec<Op>) {
             mta.push(header);
         }
         mta.push(Op::EndOfHeaders);
-        for _ in 0..mta.rng.below(4) {
+        let chunks = if streaming {
+            20 + mta.rng.below(40)
+        } else {
+            mta.rng.below(4)
+        };
+        for _ in 0..chunks {
+            if streaming {
+                mta.ops.push(Op::NoSync);
+            }
             let body = Op::Body(mta.rng.byte() % 64);
             mta.push(body);
         }
@@ -384,19 +413,31 @@ pub fn connection_input(seed: u64) -> Vec<u8> {
     let mut rng = Rng(seed);
     let offer = offer(&mut rng);
     let needs = needs(&mut rng);
+    // One input in ten streams the body to a filter that sleeps over a chunk, under a
+    // 4096-byte frame limit: the read-ahead bound is then small enough to reach.
+    let streaming = rng.chance(10);
     let settings = Settings {
-        frame_len: if rng.chance(70) { 0 } else { rng.byte() },
+        frame_len: if streaming {
+            2
+        } else if rng.chance(70) {
+            0
+        } else {
+            rng.byte()
+        },
         timers: rng.byte(),
         error_verdict: rng.byte(),
         read_chunk: rng.byte(),
         write_chunk: rng.byte(),
     };
     let list = rng.chance(15);
-    let scripts = (0..=rng.below(3)).map(|_| script(&mut rng)).collect();
+    let mut scripts: Vec<Script> = (0..=rng.below(3)).map(|_| script(&mut rng)).collect();
+    if streaming {
+        scripts.insert(0, slow_body_reader(&mut rng));
+    }
     let mut ops = Vec::new();
-    session(&mut rng, &mut ops);
+    session(&mut rng, &mut ops, streaming);
     if matches!(ops.last(), Some(Op::QuitNewConnection)) {
-        session(&mut rng, &mut ops);
+        session(&mut rng, &mut ops, streaming);
     }
     Input {
         offer,

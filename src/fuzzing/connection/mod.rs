@@ -26,6 +26,9 @@
 //! * memory stays bounded: the bytes the connection writes are bounded by what the input
 //!   asked for, and while the filter holds a body chunk the connection reads ahead at most
 //!   about one maximal frame;
+//! * what a session hands the filter is consistent: headers in arrival order with handles
+//!   counting from 0, no more recipients than arrived, body chunks in frame order, message
+//!   numbers rising from call to call;
 //! * the connection ends exactly when the MTA makes it end, with the matching result:
 //!   QUIT or end of stream close cleanly; bytes that are not the protocol, a misplaced
 //!   OPTNEG or a failed negotiation end it with that error; silence reaching the read
@@ -42,7 +45,7 @@ mod pipe;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
@@ -248,6 +251,7 @@ impl Harness {
             scripts: input.scripts.clone(),
             first,
             calls: AtomicUsize::new(0),
+            last_message: AtomicU64::new(0),
             needs: needs.clone(),
             probe: probe.clone(),
             clock: clock.clone(),
@@ -470,6 +474,16 @@ impl Harness {
     /// Once the connection has dealt with everything sent: checks the answers against the
     /// filter's notes, the bounds, and whether the connection should still be running.
     fn digest(&mut self) {
+        let (violations, disorder) = {
+            let mut shared = probe(&self.probe);
+            let violations = std::mem::take(&mut shared.violations);
+            (violations, std::mem::take(&mut shared.chunk_disorder))
+        };
+        assert!(violations.is_empty(), "a session showed {violations:?}");
+        assert!(
+            disorder.is_empty() || !self.mta.tags_trusted(),
+            "a session showed {disorder:?}"
+        );
         let sleeping = probe(&self.probe).sleepers > 0;
         if sleeping && self.connection.is_some() {
             self.check_read_ahead();

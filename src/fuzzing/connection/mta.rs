@@ -119,6 +119,11 @@ impl Mta {
         (self.mirror.buffered() == 0 && !self.mirror_broken).then_some(self.frames)
     }
 
+    /// No body chunk carried a tag naming another frame than its own.
+    pub(super) fn tags_trusted(&self) -> bool {
+        !self.forged_tag
+    }
+
     /// Where the tagged body chunk `frame` ended in the stream, if its tag is trustworthy.
     pub(super) fn tagged_end(&self, frame: u32) -> Option<usize> {
         if self.forged_tag {
