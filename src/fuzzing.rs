@@ -1,14 +1,16 @@
 //! Bodies of the fuzz targets in `fuzz/`, kept here so plain tests can run them too.
 //!
 //! Each body takes arbitrary bytes, must never panic on them, and panics (an assertion
-//! failure) only when a property of the protocol layer is broken. The `fuzz/` crate calls them
+//! failure) only when a checked property is broken. The `fuzz/` crate calls them
 //! from `cargo fuzz` targets; `tests/fuzz_corpus.rs` runs them over the checked-in corpus and
 //! the seeded random tests call [`check_command`] and [`check_response`] on every frame.
 //!
 //! Not part of the public API: hidden from the docs and free to change.
 //!
-//! The main property is that whatever decodes re-encodes to the bytes it came from. The
-//! documented exceptions:
+//! [`connection()`] is the stateful one: a whole connection driven by a scripted MTA and a
+//! scripted filter; its own module (`connection/`) documents its input and its checks. The
+//! decoder targets below share one property: whatever decodes re-encodes to the bytes it
+//! came from. The documented exceptions:
 //!
 //! * CONNECT removes Sendmail's `IPv6:` prefix (any case) from a family `6` address, so the
 //!   re-encoded packet lacks those five bytes.
@@ -611,3 +613,9 @@ fn check_reply_encoding(agreed: &Agreed) {
         Err(error) => panic!("the reply does not encode: {error}"),
     }
 }
+
+// ===== connection =====
+
+mod connection;
+
+pub use connection::{ScriptedPanic, connection, connection_input, connection_input_text};

@@ -16,11 +16,12 @@ use common::{all_frames, commands, encode_command, encode_response, responses};
 
 type Body = fn(&[u8]);
 
-const TARGETS: [(&str, Body); 4] = [
+const TARGETS: [(&str, Body); 5] = [
     ("frame", fuzzing::frame),
     ("command", fuzzing::command),
     ("response", fuzzing::response),
     ("negotiate", fuzzing::negotiate),
+    ("connection", fuzzing::connection),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -80,6 +81,7 @@ fn generate(target: &str) -> Vec<(String, Vec<u8>)> {
         "command" => command_corpus(),
         "response" => response_corpus(),
         "negotiate" => negotiate_corpus(),
+        "connection" => connection_corpus(),
         other => panic!("no target {other}"),
     }
 }
@@ -249,6 +251,32 @@ fn negotiate_corpus() -> Vec<(String, Vec<u8>)> {
     out.push(input("nasty-short", &[&[0, 0, 0, 6, 0]]));
     out.push(input("nasty-empty", &[]));
     out
+}
+
+/// How many seeded inputs `connection_generated_sessions` plays.
+const CONNECTION_SEEDS: u64 = 3000;
+
+/// Seeds of the generated inputs written to the corpus (beside what a fuzzer found).
+const CONNECTION_CORPUS_SEEDS: u64 = 48;
+
+fn connection_corpus() -> Vec<(String, Vec<u8>)> {
+    (0..CONNECTION_CORPUS_SEEDS)
+        .map(|seed| (format!("seed-{seed:04}"), fuzzing::connection_input(seed)))
+        .collect()
+}
+
+/// The `connection` target over a few thousand structured inputs: sessions as Postfix and
+/// Sendmail send them, scripted filters, and the odd wait, garbage or shutdown.
+#[test]
+fn connection_generated_sessions() {
+    for seed in 0..CONNECTION_SEEDS {
+        let data = fuzzing::connection_input(seed);
+        let outcome = std::panic::catch_unwind(|| fuzzing::connection(&data));
+        assert!(
+            outcome.is_ok(),
+            "connection fails on the input of seed {seed}"
+        );
+    }
 }
 
 /// Writes the generated corpus into `fuzz/corpus/<target>/`.
