@@ -167,6 +167,10 @@ impl Setup {
             read_timeout: read_timeouts[nth(read_timeouts.len(), settings.timers)],
             progress_interval: progress[nth(progress.len(), settings.timers / 4)],
             error_verdict: verdicts[nth(verdicts.len(), settings.error_verdict)].clone(),
+            // One timeout for the model to follow: the read timeout also bounds negotiation,
+            // and writes (into a pipe the MTA side always drains) are not timed.
+            negotiation_timeout: None,
+            write_timeout: None,
             ..ConnectionConfig::default()
         };
         Self {
@@ -492,6 +496,7 @@ impl Harness {
         }
         if let Some(agreed) = &self.mta.agreed {
             self.oracle.skip = agreed.options.protocol.contains(ProtocolFlags::SKIP);
+            self.oracle.mail_sent = !agreed.options.protocol.contains(ProtocolFlags::NO_MAIL);
         }
         let done = self.mta.take_done();
         let notes = std::mem::take(&mut probe(&self.probe).notes);
@@ -576,7 +581,9 @@ impl Harness {
             Err(ConnectionError::Decode(_)) => ending == Some(Ending::Decode),
             Err(ConnectionError::Unexpected { .. }) => ending == Some(Ending::Unexpected),
             Err(ConnectionError::Negotiate(_)) => ending == Some(Ending::Negotiate),
-            Err(ConnectionError::Timeout) => self.acts.timeout_due,
+            Err(ConnectionError::Timeout | ConnectionError::NegotiationTimeout) => {
+                self.acts.timeout_due
+            }
             Err(ConnectionError::Encode(_)) => ending == Some(Ending::Unencodable),
             Err(_) => false,
         };

@@ -49,6 +49,12 @@ pub(super) struct Oracle {
     error_verdict: Verdict,
     /// SKIP was agreed.
     pub(super) skip: bool,
+    /// MAIL is sent (no `NO_MAIL`): every message begins with it.
+    pub(super) mail_sent: bool,
+    /// The reply that ended the message before its end (crate docs: commands the MTA
+    /// still sends for that message get it again, with no filter call, until a new message
+    /// or SMTP session begins; only where MAIL is sent).
+    decided_early: Option<Vec<u8>>,
     transaction: Transaction,
     call: Option<Decided>,
     /// The filter accepted the whole SMTP session: it takes no part and counts as accepting.
@@ -113,6 +119,8 @@ impl Oracle {
             },
             error_verdict,
             skip: false,
+            mail_sent: true,
+            decided_early: None,
             transaction: Transaction::Closed,
             call: None,
             accepted: false,
@@ -128,6 +136,7 @@ impl Oracle {
     fn end_message(&mut self) {
         self.transaction = Transaction::Closed;
         self.call = None;
+        self.decided_early = None;
     }
 
     /// A packet of `phase` arrived: it may start a new message without ABORT (Sendmail does
@@ -153,10 +162,14 @@ impl Oracle {
         match frame.kind {
             CommandKind::Macro => {
                 if let Some(stage) = frame.stage {
-                    self.boundary(stage_phase(stage), false);
+                    let phase = stage_phase(stage);
+                    if self.decided_early.is_none() || phase <= Phase::Mail {
+                        self.boundary(phase, false);
+                    }
                 }
             }
             CommandKind::Abort => {
+                self.decided_early = None;
                 if self.in_transaction() {
                     self.end_message();
                 }
@@ -166,6 +179,13 @@ impl Oracle {
                 self.accepted = false;
             }
             kind => {
+                if self.decided_early.is_some() {
+                    if Phase::of(kind).is_some_and(|phase| phase <= Phase::Mail) {
+                        self.decided_early = None;
+                    } else {
+                        return;
+                    }
+                }
                 if let Some(phase) = Phase::of(kind) {
                     self.boundary(phase, kind == CommandKind::Mail);
                 }
@@ -226,6 +246,12 @@ impl Oracle {
     /// edits waits for end of message, and body chunks meanwhile get SKIP where agreed).
     fn expected(&self, kind: CommandKind) -> Expect {
         let phase = Phase::of(kind);
+        if let Some(bytes) = &self.decided_early {
+            return match phase {
+                None => exactly(response(&Response::Continue)),
+                Some(_) => exactly(bytes.clone()),
+            };
+        }
         if self.accepted {
             return exactly(response(&Response::Accept));
         }
@@ -321,10 +347,17 @@ impl Oracle {
             self.accepted = true;
         }
         self.own = None;
+        if self.decided_early.is_some() {
+            // Answered again without a call: the message stays decided.
+            return;
+        }
         if let Some(answer) = &frame.answer {
             let message_wide = phase.is_some_and(Phase::is_message_wide);
             if kind == CommandKind::EndOfMessage || (answer.is_verdict() && message_wide) {
                 self.end_message();
+                if kind != CommandKind::EndOfMessage && self.mail_sent {
+                    self.decided_early = Some(answer.bytes.clone());
+                }
             }
         }
     }
