@@ -562,7 +562,9 @@ impl Session {
                     self.conn = mailbox.connection_data();
                 }
                 let Some(event) = mailbox.pop() else {
-                    if !progressed {
+                    // Past the header limit the await fails now: parking would tell the
+                    // driver the filter waits, while it goes on to handle the error.
+                    if !progressed && self.header_overflow.is_none() {
                         mailbox.park(wanted, cx.waker());
                     }
                     break;
@@ -602,6 +604,11 @@ impl Session {
                 }
                 if mailbox.connection_changed(&self.conn) {
                     self.conn = mailbox.connection_data();
+                }
+                if let Some(overflow) = self.header_overflow {
+                    // As in `poll_event`: the await fails without parking.
+                    drop(mailbox);
+                    return Poll::Ready(Err(self.header_limit_error(overflow)));
                 }
                 let Some(event) = mailbox.pop() else {
                     mailbox.park(wanted, cx.waker());

@@ -61,7 +61,8 @@ pub use generate::connection_input;
 
 use crate::FilterList;
 use crate::connection::{
-    Builder, Connection, ConnectionConfig, ConnectionError, DEFAULT_READ_TIMEOUT, ShutdownHandle,
+    Builder, Connection, ConnectionConfig, ConnectionError, DEFAULT_MAX_HEADERS,
+    DEFAULT_READ_TIMEOUT, ShutdownHandle,
 };
 use crate::proto::{
     Actions, CommandKind, DEFAULT_MAX_FRAME_LEN, Events, MacroStage, Needs, OptNeg, ProtocolFlags,
@@ -171,6 +172,8 @@ impl Setup {
             // and writes (into a pipe the MTA side always drains) are not timed.
             negotiation_timeout: None,
             write_timeout: None,
+            // Now and then a header limit a message can reach.
+            max_headers: [DEFAULT_MAX_HEADERS, 3][nth(2, settings.error_verdict / 5)],
             ..ConnectionConfig::default()
         };
         Self {
