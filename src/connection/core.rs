@@ -224,7 +224,7 @@ impl Core {
 
     /// The queue id for log lines, once the MTA sent it.
     fn queue_id(&self) -> Option<&str> {
-        Some(self.queue_id.as_str()).filter(|id| !id.is_empty())
+        known_queue_id(&self.queue_id)
     }
 
     /// Takes filter `index`'s spare edit storage, for its next call's queue.
@@ -410,7 +410,7 @@ impl Core {
         let context = LogContext {
             id: self.id,
             message_no: Some(self.message_no),
-            queue_id: Some(self.queue_id.as_str()).filter(|id| !id.is_empty()),
+            queue_id: known_queue_id(&self.queue_id),
         };
         let error_verdict = &self.error_verdict;
         let Some(call) = self.calls.get_mut(index) else {
@@ -762,6 +762,11 @@ fn log_negotiation(id: u64, agreed: &Agreed) {
             agreed.options.version, agreed.missing_events
         );
     }
+}
+
+/// The kept queue id, unless none was sent (empty).
+fn known_queue_id(kept: &str) -> Option<&str> {
+    Some(kept).filter(|id| !id.is_empty())
 }
 
 /// Longest queue id kept for log lines; real ones are under 20 characters.
