@@ -31,6 +31,19 @@ async fn armed(clock: &ManualClock, n: usize) {
     panic!("no timer armed: {} sleeping", clock.sleepers());
 }
 
+/// Waits until a timer is armed to fire `after` from the clock's present moment (other
+/// timers, such as the idle-release one, may be armed besides).
+async fn armed_for(clock: &ManualClock, after: Duration) {
+    for _ in 0..100_000 {
+        let at = clock.now() + after;
+        if clock.deadlines().contains(&at) {
+            return;
+        }
+        async_std::task::yield_now().await;
+    }
+    panic!("no timer armed for {after:?}: {:?}", clock.deadlines());
+}
+
 async fn accept(_session: &mut Session) -> Result<Verdict, Error> {
     Ok(Verdict::Accept)
 }
@@ -149,7 +162,7 @@ async fn a_peer_that_stops_reading_is_closed_after_the_write_timeout() {
         futures::AsyncWriteExt::write_all(&mut raw, &[0, 0, 0, 1, b'E'])
             .await
             .unwrap();
-        armed(&clock, 1).await;
+        armed_for(&clock, Duration::from_secs(60)).await;
         clock.advance(Duration::from_secs(60));
         client
     };
@@ -211,10 +224,10 @@ async fn progress_is_sent_once_per_interval_while_the_filter_works() {
         up_to_end_of_message(&mut client).await;
         let time = async {
             for _ in 0..3 {
-                armed(&clock, 1).await;
+                armed_for(&clock, Duration::from_secs(5)).await;
                 clock.advance(Duration::from_secs(5));
             }
-            armed(&clock, 1).await;
+            armed_for(&clock, Duration::from_secs(5)).await;
             release.send(()).unwrap();
         };
         let (eom, ()) = futures::future::join(client.end_of_message(), time).await;
@@ -315,7 +328,7 @@ async fn shutdown_lets_a_message_finish_within_the_grace_period() {
     let grace = Duration::from_secs(30);
     let (server, stop, eom, release) = busy_server(&clock, grace).await;
     stop.send(()).unwrap();
-    armed(&clock, 1).await; // the grace period's timer
+    armed_for(&clock, grace).await;
     clock.advance(Duration::from_secs(29));
     release.send(()).unwrap();
     let reply = async_std::future::timeout(HANG, eom)
@@ -337,7 +350,7 @@ async fn shutdown_closes_connections_still_busy_after_the_grace_period() {
     let grace = Duration::from_secs(30);
     let (server, stop, eom, _release) = busy_server(&clock, grace).await;
     stop.send(()).unwrap();
-    armed(&clock, 1).await;
+    armed_for(&clock, grace).await;
     clock.advance(grace);
     let result = async_std::future::timeout(HANG, server)
         .await

@@ -534,10 +534,10 @@ where
         }
     }
 
-    /// Reads what the MTA sent into the decoder's free space or, when the decoder holds no
-    /// buffer (an idle connection), into stack space first.
+    /// Reads what the MTA sent into the decoder's free space or, until the decoder lends
+    /// space (a new or idle connection, and after its first packet), into stack space first.
     fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
-        if !self.decoder.holds_storage() {
+        if !self.decoder.lends_spare() {
             let mut scratch = [0; IDLE_READ];
             let read = Pin::new(&mut self.stream).poll_read(cx, &mut scratch);
             if let Poll::Ready(Ok(n)) = read {

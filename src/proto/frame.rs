@@ -59,6 +59,23 @@ pub struct FrameDecoder {
     /// large frame is read in one go once the stream has shown frames of that size.
     hint: usize,
     max_len: u32,
+    storage: Storage,
+}
+
+/// How much storage the decoder keeps, by how busy the stream has shown itself.
+///
+/// A connection that sends one packet and falls silent (negotiation, then an idle MTA
+/// connection) should hold only what that packet needed; a busy one should read into
+/// storage it reuses rather than allocate per read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Storage {
+    /// None held: new, or after [`FrameDecoder::release`].
+    None,
+    /// Exactly what the first push since then needed. Reads still go through
+    /// [`FrameDecoder::push`], so a silent connection holds no read space.
+    Exact,
+    /// The stream is busy: reads go into [`FrameDecoder::spare`], whose storage is reused.
+    Reused,
 }
 
 impl Default for FrameDecoder {
@@ -83,6 +100,7 @@ impl FrameDecoder {
             previous: BytesMut::new(),
             hint: MIN_READ,
             max_len,
+            storage: Storage::None,
         }
     }
 
@@ -101,7 +119,15 @@ impl FrameDecoder {
     /// Whether the decoder holds buffer storage (see [`FrameDecoder::release`]).
     #[must_use]
     pub fn holds_storage(&self) -> bool {
-        self.buf.capacity() > 0 || self.previous.capacity() > 0
+        self.storage != Storage::None
+    }
+
+    /// Whether to read into [`FrameDecoder::spare`]: once the stream has sent more than one
+    /// packet since it was new or released. Until then read into space of your own and
+    /// [`FrameDecoder::push`] what arrived, so no read space is held while the peer is silent.
+    #[must_use]
+    pub fn lends_spare(&self) -> bool {
+        self.storage == Storage::Reused
     }
 
     /// Lets go of the buffer storage when nothing is buffered, so an idle connection holds
@@ -111,12 +137,22 @@ impl FrameDecoder {
         if self.filled == 0 {
             self.buf = BytesMut::new();
             self.previous = BytesMut::new();
+            self.storage = Storage::None;
         }
     }
 
     /// Appends received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
         self.buf.truncate(self.filled);
+        match self.storage {
+            Storage::None => {
+                self.buf.reserve(bytes.len());
+                self.storage = Storage::Exact;
+            }
+            // A second packet: the stream is busy, make storage that later reads reuse.
+            Storage::Exact => self.reserve_room(bytes.len().max(MIN_READ)),
+            Storage::Reused => {}
+        }
         self.buf.extend_from_slice(bytes);
         self.filled = self.buf.len();
     }
@@ -190,6 +226,14 @@ impl FrameDecoder {
     fn make_room(&mut self, want: usize) {
         // Old free space is not carried along: it would be copied for nothing.
         self.buf.truncate(self.filled);
+        self.reserve_room(want);
+        self.buf.resize(self.filled + want, 0);
+    }
+
+    /// Makes capacity for `want` bytes after the received ones (see
+    /// [`FrameDecoder::make_room`]), without initialising it.
+    fn reserve_room(&mut self, want: usize) {
+        self.storage = Storage::Reused;
         if !self.buf.try_reclaim(want) {
             let needed = self.filled + want;
             self.previous.clear();
@@ -205,7 +249,6 @@ impl FrameDecoder {
             // Keep the old storage (still shared with frames) for a later reclaim.
             self.previous = old;
         }
-        self.buf.resize(self.filled + want, 0);
     }
 
     fn announced_len(&self) -> Option<u32> {
@@ -451,6 +494,31 @@ mod tests {
         assert_eq!(decoder.missing(), 2);
         decoder.push(&[0, 9, b'B']);
         assert_eq!(decoder.missing(), 8);
+    }
+
+    #[test]
+    fn a_second_packet_makes_storage_that_later_reads_reuse() {
+        // A connection's first packet gets storage of its exact size, and reads stay pushes, so
+        // a connection that then falls silent holds no read space; the second packet shows a
+        // busy stream: its storage is lent by `spare` from then on, not made anew per read.
+        let mut decoder = FrameDecoder::new();
+        assert!(!decoder.holds_storage());
+        decoder.push(&[0, 0, 0, 2, b'O', b'x']);
+        assert!(
+            decoder.buf.capacity() < 64,
+            "sized for the packet, not for later reads"
+        );
+        assert_eq!(decoder.decode().unwrap().unwrap().kind, b'O');
+        assert!(decoder.holds_storage() && !decoder.lends_spare());
+        decoder.push(&[0, 0, 0, 2, b'H', b'x']);
+        assert!(decoder.lends_spare());
+        let frame = decoder.decode().unwrap().unwrap();
+        let storage = frame.payload.as_ptr().wrapping_sub(FRAME_HEADER_LEN);
+        drop(frame);
+        // The rest of that storage is lent, right after the packet it took.
+        let spare = decoder.spare();
+        assert_eq!(spare.as_ptr(), storage.wrapping_add(6));
+        assert_eq!(spare.len(), MIN_READ);
     }
 
     #[test]

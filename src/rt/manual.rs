@@ -73,6 +73,20 @@ impl ManualClock {
         self.lock().sleepers.len()
     }
 
+    /// The deadlines of the waiting sleeps, soonest first: lets a test wait for one timer
+    /// in particular when others are armed too.
+    #[must_use]
+    pub fn deadlines(&self) -> Vec<Instant> {
+        let mut deadlines: Vec<Instant> = self
+            .lock()
+            .sleepers
+            .iter()
+            .map(|(_, deadline, _)| *deadline)
+            .collect();
+        deadlines.sort_unstable();
+        deadlines
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
