@@ -20,7 +20,9 @@ use super::core::{CallAnswer, CallState, Core, Then};
 use super::error::ConnectionError;
 use super::shutdown::ShutdownHandle;
 use crate::metrics::Stopwatch;
-use crate::proto::{Byte, Command, CommandKind, Frame, FrameDecoder, Needs, Response, negotiate};
+use crate::proto::{
+    Agreed, Byte, Command, CommandKind, Frame, FrameDecoder, Needs, Response, negotiate,
+};
 use crate::rt::{Sleep, Timer};
 use crate::session::{Event, Member};
 
@@ -112,8 +114,30 @@ where
 
     /// Serves the connection until QUIT, end of stream, shutdown or an error.
     pub(crate) async fn run(&mut self, members: Vec<Member>) -> Result<(), ConnectionError> {
-        let Some(frame) = self.read_frame(None).await? else {
+        let Some(agreed) = self.answer_optneg(&members).await? else {
             return Ok(());
+        };
+        let names = members.iter().map(|member| member.name.clone()).collect();
+        let mut core = Core::new(self.id, agreed, &self.config, names);
+        let mut calls: Vec<FilterCall> = members
+            .into_iter()
+            .map(|member| FilterCall::new(member, core.connection_data().clone()))
+            .collect();
+        let result = self.serve(&mut core, &mut calls).await;
+        // Whatever happened, a filter still running is dropped now, not left to hang.
+        calls.iter_mut().for_each(FilterCall::drop_running);
+        result
+    }
+
+    /// Reads OPTNEG and answers it with what the filters need; `None` if the MTA went away
+    /// first. Its own function so the negotiation's locals take no room in the connection's
+    /// future while it serves.
+    async fn answer_optneg(
+        &mut self,
+        members: &[Member],
+    ) -> Result<Option<Agreed>, ConnectionError> {
+        let Some(frame) = self.read_frame(None).await? else {
+            return Ok(None);
         };
         let stopwatch = Stopwatch::start(&*self.timer);
         let Command::OptNeg(offer) = Command::decode_frame(&frame)? else {
@@ -131,16 +155,7 @@ where
         agreed.encode_reply(&mut self.out)?;
         self.flush().await?;
         stopwatch.replied(CommandKind::OptNeg, &*self.timer);
-        let names = members.iter().map(|member| member.name.clone()).collect();
-        let mut core = Core::new(self.id, agreed, &self.config, names);
-        let mut calls: Vec<FilterCall> = members
-            .into_iter()
-            .map(|member| FilterCall::new(member, core.connection_data().clone()))
-            .collect();
-        let result = self.serve(&mut core, &mut calls).await;
-        // Whatever happened, a filter still running is dropped now, not left to hang.
-        calls.iter_mut().for_each(FilterCall::drop_running);
-        result
+        Ok(Some(agreed))
     }
 
     async fn serve(
