@@ -9,9 +9,6 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use futures::FutureExt;
-use futures::future::CatchUnwind;
-
 use super::core::Outcome;
 use crate::proto::{Actions, Events};
 use crate::session::{
@@ -19,9 +16,10 @@ use crate::session::{
     Member, Phase, Recycled, Session, SharedMailbox, Verdict, lock,
 };
 
+/// What a call ends with: its result and the session's storage, or the panic it raised.
 type CallOutput = Result<(Result<Verdict, Error>, Finished), Box<dyn Any + Send>>;
-/// The filter's call with its panics caught; the call itself is the one allocation.
-type CallFuture = CatchUnwind<AssertUnwindSafe<BoxCallFuture>>;
+/// The filter's call; the call itself is the one allocation. Polled through [`poll_call`].
+type CallFuture = BoxCallFuture;
 
 /// One filter's calls on a connection, one message at a time.
 pub(crate) struct FilterCall {
@@ -80,7 +78,7 @@ impl FilterCall {
         let session = Session::new(self.mailbox.clone(), conn, message_no, phase, recycled)
             .declared(self.allowed, self.answers);
         let call = Arc::clone(&self.member.filter).call_owned(session);
-        self.running = Some(AssertUnwindSafe(call).catch_unwind());
+        self.running = Some(call);
     }
 
     /// Queues a command for the filter; returns its sequence number.
@@ -111,7 +109,7 @@ impl FilterCall {
             return Poll::Ready(Polled::Idle);
         };
         lock(&self.mailbox).before_poll(cx.waker());
-        if let Poll::Ready(output) = running.poll_unpin(cx) {
+        if let Poll::Ready(output) = poll_call(running, cx) {
             self.running = None;
             return Poll::Ready(Polled::Returned(self.outcome(output)));
         }
@@ -130,7 +128,7 @@ impl FilterCall {
             if abort {
                 lock(&self.mailbox).abort();
                 // The core logged the abort with the queue id; this is the filter's side.
-                match running.poll_unpin(cx) {
+                match poll_call(&mut running, cx) {
                     Poll::Ready(Ok((Err(error), finished))) => {
                         log::debug!("{}ended after abort: {error}", self.who());
                         self.recycled = Some(finished.recycled);
@@ -189,6 +187,27 @@ impl FilterCall {
             }
             Err(panic) => Outcome::Panicked(panic_message(&*panic)),
         }
+    }
+}
+
+/// Polls a call with its panics caught.
+///
+/// The output (the verdict and the session's storage, some 350 bytes) is moved out only
+/// when the call is ready: polled through `CatchUnwind`, every pending poll copied the
+/// whole `Poll` through each layer, a few `memcpy`s per event.
+fn poll_call(call: &mut CallFuture, cx: &mut Context<'_>) -> Poll<CallOutput> {
+    let mut output = None;
+    let caught = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        if let Poll::Ready(ready) = call.as_mut().poll(cx) {
+            output = Some(ready);
+        }
+    }));
+    if let Err(panic) = caught {
+        return Poll::Ready(Err(panic));
+    }
+    match output {
+        Some(output) => Poll::Ready(Ok(output)),
+        None => Poll::Pending,
     }
 }
 
