@@ -332,8 +332,10 @@ impl Session {
 
     /// Waits for MAIL FROM and returns the sender.
     ///
-    /// Fails with [`Misuse::PhasePassed`](super::Misuse::PhasePassed) once headers have begun, and with [`Unavailable::Absent`](super::Unavailable::Absent)
-    /// when the MTA was asked not to send MAIL.
+    /// Fails with [`Misuse::PhasePassed`](super::Misuse::PhasePassed) once headers have
+    /// begun, with [`Unavailable::Absent`](super::Unavailable::Absent) when the MTA was asked
+    /// not to send MAIL, and with [`Unavailable::Skipped`](super::Unavailable::Skipped) when
+    /// it went on to a later command without MAIL.
     pub async fn envelope_from(&mut self) -> Result<Address, Error> {
         let mut waited = false;
         loop {
@@ -343,8 +345,11 @@ impl Session {
             if let Some(sender) = &self.sender {
                 return Ok(sender.clone());
             }
-            if self.phase > Phase::Mail || !self.conn.agreed.sends(Events::MAIL) {
+            if !self.conn.agreed.sends(Events::MAIL) {
                 return Err(Error::Unavailable(Unavailable::Absent(Phase::Mail)));
+            }
+            if self.phase > Phase::Mail {
+                return Err(Error::Unavailable(Unavailable::Skipped(Phase::Mail)));
             }
             self.next_event(Phase::Mail).await?;
             waited = true;

@@ -71,6 +71,9 @@ pub enum Unavailable {
     /// The MTA does not send unknown SMTP commands on this connection: the filter did not
     /// declare `Events::UNKNOWN`, or the protocol version is below 3.
     UnknownNotSent,
+    /// The MTA sends this event on this connection but went on to a later one without it
+    /// (commands out of order, such as a header or RCPT before MAIL).
+    Skipped(Phase),
 }
 
 impl Error {
@@ -136,6 +139,7 @@ impl fmt::Display for Unavailable {
             Self::UnknownNotSent => {
                 f.write_str("the MTA does not send unknown commands on this connection")
             }
+            Self::Skipped(phase) => write!(f, "the MTA went on without sending {phase}"),
         }
     }
 }
