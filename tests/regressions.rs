@@ -3,8 +3,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use async_milter::proto::{Actions, Events, Family, MAX_REPLY_LINE, MacroStage, ReplyCode};
+use async_milter::server::ServerConfig;
 use async_milter::session::FnFilter;
 use async_milter::testing::{Envelope, MtaKind, Profile, Reply, in_process};
 use async_milter::{Error, Filter, Needs, Session, Verdict};
@@ -346,4 +348,25 @@ async fn a_hostile_name_in_a_sanitized_reply_still_rejects() {
         assert!(!text.contains(['\r', '\n', '\0']), "{text:?}");
         assert_eq!(text.len(), MAX_REPLY_LINE);
     }
+}
+
+async fn accept_all(_session: &mut Session) -> Result<Verdict, Error> {
+    Ok(Verdict::Accept)
+}
+
+#[async_std::test]
+async fn a_macro_list_with_a_nul_is_refused_when_the_server_starts() {
+    // Negotiation cannot carry it, so every connection would end at OPTNEG: the server
+    // refuses the filter before it accepts any.
+    let needs = Needs::everything().macros(MacroStage::Connect, "{daemon_name}\0j");
+    let filter = FnFilter::new(accept_all).with_needs(needs);
+    let server = async_milter::Server::bind_with("inet:0@127.0.0.1", ServerConfig::default())
+        .await
+        .unwrap();
+    let served = async_std::future::timeout(Duration::from_secs(30), server.serve(filter))
+        .await
+        .expect("serve returns at once");
+    let error = served.unwrap_err();
+    assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(error.to_string().contains("macro list"), "{error}");
 }

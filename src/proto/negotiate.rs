@@ -387,6 +387,22 @@ impl Needs {
         self
     }
 
+    /// Whether negotiation can carry these needs: a macro list with a NUL byte cannot be
+    /// sent (the field would end there), so every connection would fail at OPTNEG.
+    /// [`Server::serve`](crate::Server::serve) checks this once before it accepts.
+    ///
+    /// # Errors
+    ///
+    /// [`EncodeError::InteriorNul`] for a macro list with a NUL byte.
+    pub fn check(&self) -> Result<(), EncodeError> {
+        if self.macros.iter().any(|(_, names)| names.contains('\0')) {
+            return Err(EncodeError::InteriorNul {
+                field: "macro list",
+            });
+        }
+        Ok(())
+    }
+
     /// What several filters on one connection need together: an event is sent if any of
     /// them awaits it and gets a reply if any may answer it; actions and options add up
     /// (required by one: required); macro lists merge per stage, each name once.

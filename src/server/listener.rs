@@ -162,6 +162,15 @@ impl<R: Runtime> Server<R> {
             config,
         } = self;
         let members = filter.into_members();
+        // Needs that negotiation cannot carry would fail every connection: refuse them now.
+        for member in &members {
+            member.filter.needs().check().map_err(|error| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("the filter's needs cannot be negotiated: {error}"),
+                )
+            })?;
+        }
         let stop = ShutdownHandle::new();
         let builder = Builder::new(runtime.clone()).config(config.connection.clone());
         let registry = Registry::default();
