@@ -34,11 +34,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{Receiver, channel};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use async_milter::proto::Family;
@@ -53,10 +53,16 @@ mod allocations;
 mod chart;
 #[path = "milter/chunk_probe.rs"]
 mod chunk_probe;
+#[path = "common/host.rs"]
+mod host;
+#[path = "common/message.rs"]
+mod message;
 #[path = "milter/no_reply.rs"]
 mod no_reply;
 #[path = "milter/output.rs"]
 mod output;
+#[path = "common/process.rs"]
+mod process;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Result<T, E = BoxError> = std::result::Result<T, E>;
@@ -210,28 +216,12 @@ impl Server {
         line.push(program.into_os_string());
         let mut command = Command::new(&line[0]);
         command.args(&line[1..]);
-        let mut child = command
+        command
             .args(&args)
             .env("ASYNC_STD_THREAD_COUNT", "1")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let first = lines.recv_timeout(Duration::from_secs(10))?;
-        if !first.starts_with("listening") {
-            return Err(format!("{}: unexpected first line {first:?}", kind.name()).into());
-        }
+            .env("RUST_LOG", "warn");
+        let (mut child, lines) =
+            process::start_listening(&mut command).map_err(|e| format!("{}: {e}", kind.name()))?;
         let pid = child.id() as i32;
         Ok(Self {
             stdin: child.stdin.take(),
@@ -459,23 +449,8 @@ struct Message {
 
 impl Message {
     fn new(body_len: usize, chunk: usize) -> Self {
-        let headers = [
-            ("Received", " from client.example.com (client.example.com [192.0.2.1])\n\tby mx.example.net with ESMTP"),
-            ("From", " Alice Example <alice@example.com>"),
-            ("To", " Bob Example <bob@example.net>"),
-            ("Subject", " Quarterly report"),
-            ("Date", " Tue, 1 Apr 2025 10:00:00 +0000"),
-            ("Message-ID", " <20250401100000.12345@example.com>"),
-            ("MIME-Version", " 1.0"),
-            ("Content-Type", " text/plain; charset=utf-8"),
-            ("Content-Transfer-Encoding", " 8bit"),
-            ("X-Mailer", " bench 1.0"),
-        ]
-        .iter()
-        .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
-        .collect();
-        let line = b"The quick brown fox jumps over the lazy dog, again and again and again.\r\n";
-        let body = line.iter().copied().cycle().take(body_len).collect();
+        let headers = message::sample_headers("bench 1.0");
+        let body = message::sample_body(body_len);
         Self {
             headers,
             body,
@@ -959,36 +934,6 @@ fn fmt_stat(s: &Stat) -> String {
 
 type Results = BTreeMap<(Workload, ServerKind), Vec<Sample>>;
 
-fn machine() -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
-        .unwrap_or_default();
-    let cores = cpuinfo
-        .lines()
-        .filter(|l| l.starts_with("processor"))
-        .count();
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|l| l.split_whitespace().next()?.parse::<u64>().ok())
-        .map_or(0, |kib| kib / 1024 / 1024);
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let os = std::fs::read_to_string("/etc/os-release")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
-        .map(|l| l.trim_matches('"').to_owned())
-        .unwrap_or_default();
-    format!(
-        "{model}, {cores} cores, {mem} GiB, {os}, Linux {}",
-        kernel.trim()
-    )
-}
-
 fn report(
     results: &Results,
     servers: &[ServerKind],
@@ -1004,7 +949,7 @@ fn report(
         out.push('\n');
     };
     emit(&mut out, String::new());
-    emit(&mut out, format!("Machine: {}", machine()));
+    emit(&mut out, format!("Machine: {}", host::machine()));
     emit(
         &mut out,
         format!(
@@ -1415,9 +1360,9 @@ fn main() -> Result<()> {
         }
     }
     notes.push(format!(
-        "total bench time {:.0} s; {}",
+        "total bench time {:.0} s; load average at the end {}",
         started.elapsed().as_secs_f64(),
-        chart::load_average()
+        host::load_average()
     ));
     let tables = report(&results, &servers, &workloads, &p, &notes, cpu, &negotiated);
     output::write(&output_dir, &tables, &chart::svg(&results, &workloads, &p))?;

@@ -11,10 +11,10 @@
 //! The examples are built first (`cargo test` has done so already; `cargo test --test
 //! examples` alone has not), so the binaries tested are never stale.
 
+mod built;
+
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,7 @@ use async_milter::testing::{
     ClientError, Envelope, MilterClient, Modification, MtaKind, Outcome, Profile, Reply,
 };
 use async_std::net::TcpStream;
+use built::example_path;
 
 /// The longest any single wait may take before the test fails.
 const WAIT: Duration = Duration::from_secs(10);
@@ -37,38 +38,6 @@ fn run<F: Future<Output = ()>>(body: F) {
             .await
             .expect("test took longer than 60 s");
     });
-}
-
-/// The built example `name`.
-fn example_path(name: &str) -> PathBuf {
-    examples_dir().join(name)
-}
-
-/// `target/<profile>/examples`, with the examples built. `cargo test` has built them already
-/// (the build here is then a no-op), but `cargo test --test examples` does not, and would
-/// otherwise run stale binaries; the first test to get here builds, the others wait.
-fn examples_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let exe = std::env::current_exe().expect("path of the test binary");
-        // <target>/<profile>/deps/examples-HASH
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("test binary in <target>/<profile>/deps");
-        let target_dir = profile_dir.parent().expect("a target directory");
-        let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        build
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("CARGO_TARGET_DIR", target_dir)
-            .args(["build", "--quiet", "--examples"]);
-        if profile_dir.file_name() == Some("release".as_ref()) {
-            build.arg("--release");
-        }
-        let status = build.status().expect("running cargo build --examples");
-        assert!(status.success(), "cargo build --examples failed");
-        profile_dir.join("examples")
-    })
 }
 
 /// A running example process: killed when dropped. Its standard output and error are read

@@ -21,6 +21,7 @@
 //! catalogue takes seconds. `HOSTILE_CASES=text cargo test --test hostile -- --nocapture`
 //! runs the cases whose name contains `text` and prints each case's time and problems.
 
+mod built;
 #[path = "hostile/mod.rs"]
 mod hostile;
 

@@ -5,16 +5,18 @@
 //! Every wait ends as soon as what it waits for has happened and fails the test after a
 //! bounded time; the example is killed when the test ends, passed or not.
 
+mod built;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 use async_milter::proto::Family;
 use async_milter::testing::{Envelope, Profile, Reply, connect};
+use built::example_path;
 
 /// The longest any single wait may take before the test fails.
 const WAIT: Duration = Duration::from_secs(20);
@@ -31,26 +33,6 @@ impl Drop for Example {
     }
 }
 
-/// The built example, built now if `cargo test --test metrics` runs alone.
-fn example_path() -> PathBuf {
-    let exe = std::env::current_exe().expect("path of the test binary");
-    let profile_dir = exe
-        .parent()
-        .and_then(std::path::Path::parent)
-        .expect("test binary in <target>/<profile>/deps");
-    let target_dir = profile_dir.parent().expect("a target directory");
-    let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    build
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("CARGO_TARGET_DIR", target_dir)
-        .args(["build", "--quiet", "--example", "metrics"]);
-    if profile_dir.file_name() == Some("release".as_ref()) {
-        build.arg("--release");
-    }
-    assert!(build.status().expect("running cargo build").success());
-    profile_dir.join("examples").join("metrics")
-}
-
 /// A loopback port nobody listens on now (the example binds it right after).
 fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("binding a loopback port");
@@ -59,7 +41,7 @@ fn free_port() -> u16 {
 
 /// Starts the example and returns it with its milter socket spec.
 fn start(http_port: u16) -> (Example, String) {
-    let mut child = Command::new(example_path())
+    let mut child = Command::new(example_path("metrics"))
         .args(["inet:0@127.0.0.1", &http_port.to_string()])
         .env("RUST_LOG", "info")
         .env("RUST_LOG_STYLE", "never")

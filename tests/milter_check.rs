@@ -7,14 +7,15 @@
 //! Every wait is bounded: the examples' listening line, `milter-check`'s own `--timeout`, and
 //! a deadline on the child process.
 
+mod built;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
+use built::example_path;
 use serde_json::Value;
 
 /// The longest any single wait may take before the test fails.
@@ -28,31 +29,6 @@ To: bob@example.net, removeme@example.com\r\n\
 Subject: hello\r\n\
 \r\n\
 Hello, world.\r\n";
-
-/// `target/<profile>/examples`, with the examples built (the first test to get here builds;
-/// `cargo test` has built them already, `cargo test --test milter_check` has not).
-fn examples_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let exe = std::env::current_exe().expect("path of the test binary");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("test binary in <target>/<profile>/deps");
-        let target_dir = profile_dir.parent().expect("a target directory");
-        let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        build
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("CARGO_TARGET_DIR", target_dir)
-            .args(["build", "--quiet", "--examples"]);
-        if profile_dir.file_name() == Some("release".as_ref()) {
-            build.arg("--release");
-        }
-        let status = build.status().expect("running cargo build --examples");
-        assert!(status.success(), "cargo build --examples failed");
-        profile_dir.join("examples")
-    })
-}
 
 /// A running example, killed when dropped. Its output lines stay readable through `lines`
 /// (the reader threads live as long as the receiver).
@@ -69,7 +45,7 @@ impl Example {
 
     /// Starts example `name` with `args` (the socket among them).
     fn start_with(name: &str, args: &[&str]) -> Self {
-        let mut child = Command::new(examples_dir().join(name))
+        let mut child = Command::new(example_path(name))
             .args(args)
             .env("RUST_LOG", "info")
             .env("RUST_LOG_STYLE", "never")

@@ -4,7 +4,8 @@
 
 use std::fmt::Write as _;
 
-use super::{Impl, Params, Results, ServerKind, Workload, machine, stat};
+use super::host::{load_average, machine};
+use super::{Impl, Params, Results, ServerKind, Workload, stat};
 
 const WIDTH: f64 = 960.0;
 const FONT: &str = "DejaVu Sans, Helvetica, Arial, sans-serif";
@@ -102,14 +103,6 @@ fn figure(
         min: s.min,
         max: s.max,
     })
-}
-
-/// The machine's load average at the end of the run (1, 5 and 15 minutes), which tells
-/// whether other work shared it.
-pub(super) fn load_average() -> String {
-    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let figures: Vec<&str> = text.split_whitespace().take(3).collect();
-    format!("load average at the end {}", figures.join(" / "))
 }
 
 /// A round axis step giving about `ticks` ticks up to `max`.
@@ -259,7 +252,11 @@ pub(super) fn svg(results: &Results, workloads: &[Workload], params: &Params) ->
         11.0,
         "start",
         r##"fill="#555""##,
-        &format!("Machine: {}; {}", machine(), load_average()),
+        &format!(
+            "Machine: {}; load average at the end {}",
+            machine(),
+            load_average()
+        ),
     );
     text(
         &mut svg,

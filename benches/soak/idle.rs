@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
+use crate::host::load_average;
 use crate::load::{self, Bound, Message, Tally};
-use crate::report::{kib, load_average, rate};
+use crate::report::{kib, rate};
 use crate::server::Server;
 use crate::{Params, Result, Verdict};
 

@@ -32,23 +32,8 @@ pub(crate) struct Message {
 
 impl Message {
     pub(crate) fn typical() -> Self {
-        let headers = [
-            ("Received", " from client.example.com (client.example.com [192.0.2.1])\n\tby mx.example.net with ESMTP"),
-            ("From", " Alice Example <alice@example.com>"),
-            ("To", " Bob Example <bob@example.net>"),
-            ("Subject", " Quarterly report"),
-            ("Date", " Tue, 1 Apr 2025 10:00:00 +0000"),
-            ("Message-ID", " <20250401100000.12345@example.com>"),
-            ("MIME-Version", " 1.0"),
-            ("Content-Type", " text/plain; charset=utf-8"),
-            ("Content-Transfer-Encoding", " 8bit"),
-            ("X-Mailer", " soak 1.0"),
-        ]
-        .iter()
-        .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
-        .collect();
-        let line = b"The quick brown fox jumps over the lazy dog, again and again and again.\r\n";
-        let body = line.iter().copied().cycle().take(2048).collect();
+        let headers = crate::message::sample_headers("soak 1.0");
+        let body = crate::message::sample_body(2048);
         Self { headers, body }
     }
 }

@@ -36,9 +36,15 @@
     clippy::cast_sign_loss
 )]
 
+#[path = "../common/host.rs"]
+mod host;
 mod idle;
 mod load;
+#[path = "../common/message.rs"]
+mod message;
 mod million;
+#[path = "../common/process.rs"]
+mod process;
 mod report;
 mod server;
 mod slow;
@@ -140,7 +146,7 @@ fn main() -> Result<()> {
     println!();
     println!("## Soak and scale: examples/bench.rs on {}", p.runtime());
     println!();
-    println!("Machine: {}", report::machine());
+    println!("Machine: {}", host::machine());
     println!("Open-file limit (bench and server): {limit}");
     let started = Instant::now();
     let mut verdicts = Vec::new();

@@ -1,11 +1,11 @@
 //! The served filter as a child process: building it, starting it, reading its memory, CPU
 //! and heap counters, and stopping it.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{Receiver, channel};
+use std::process::{Child, ChildStdin, Command};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use crate::Result;
@@ -73,29 +73,14 @@ impl Server {
     /// open-file limit.
     pub(crate) fn start(program: &Path, extra: &[String]) -> Result<Self> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let mut child = Command::new(program)
-            .arg(format!("inet:{port}@127.0.0.1"))
-            .arg("--stats-stdin")
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let first = lines.recv_timeout(Duration::from_secs(10))?;
-        if !first.starts_with("listening") {
-            return Err(format!("bench example: unexpected first line {first:?}").into());
-        }
+        let (mut child, lines) = crate::process::start_listening(
+            Command::new(program)
+                .arg(format!("inet:{port}@127.0.0.1"))
+                .arg("--stats-stdin")
+                .args(extra)
+                .env("RUST_LOG", "warn"),
+        )
+        .map_err(|e| format!("bench example: {e}"))?;
         Ok(Self {
             pid: child.id() as i32,
             stdin: child.stdin.take(),

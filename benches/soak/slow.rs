@@ -6,8 +6,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::host::load_average;
 use crate::load::{self, Bound, Message, Tally};
-use crate::report::{load_average, rate};
+use crate::report::rate;
 use crate::server::Server;
 use crate::{Params, Result, Verdict};
 

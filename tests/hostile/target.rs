@@ -3,11 +3,12 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+use crate::built::example_path;
 
 /// Every line the server wrote (standard output and error), and a signal for new ones.
 #[derive(Default)]
@@ -269,34 +270,4 @@ fn forward(stream: impl Read + Send + 'static, lines: Arc<Lines>) {
             lines.push(line);
         }
     });
-}
-
-/// The built example `name`, built first: `cargo test` has built every example already (a
-/// no-op here), `cargo test --test hostile` alone has not, and must not run a stale one.
-fn example_path(name: &str) -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    let dir = DIR.get_or_init(|| {
-        let exe = std::env::current_exe().expect("path of the test binary");
-        // <target>/<profile>/deps/hostile-HASH
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("test binary in <target>/<profile>/deps");
-        let target_dir = profile_dir.parent().expect("a target directory");
-        let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        build
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("CARGO_TARGET_DIR", target_dir)
-            .args(["build", "--quiet", "--example", "fault_target"]);
-        if profile_dir.file_name() == Some("release".as_ref()) {
-            build.arg("--release");
-        }
-        let status = build.status().expect("running cargo build --example");
-        assert!(
-            status.success(),
-            "cargo build --example fault_target failed"
-        );
-        profile_dir.join("examples")
-    });
-    dir.join(name)
 }
