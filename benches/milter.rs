@@ -276,15 +276,10 @@ impl Server {
     fn memory_kib(&self) -> (u64, u64) {
         let status =
             std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|rest| rest.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        (field("VmRSS:"), field("VmHWM:"))
+        (
+            process::status_kib(&status, "VmRSS:"),
+            process::status_kib(&status, "VmHWM:"),
+        )
     }
 
     fn stop(mut self) {
@@ -698,33 +693,19 @@ async fn run_workload(workload: Workload, server: &mut Server, p: &Params) -> Re
             let large = Message::new(16 * 65_535, 65_535);
             concurrent_messages(server, p.w3_conns, p.w3_warm, p.w3_msgs, &large, p.budget).await
         }
-        Workload::W4 => {
+        Workload::W4 | Workload::W6 => {
+            // W4 opens its connections a few at a time; W6 all at once: none waits for a slot
+            // on the client side, so what queues is the server's (its listen backlog, its
+            // accept loop). `one_shots` starts them all before awaiting any. Both warm alike.
+            let (conns, parallel) = if workload == Workload::W4 {
+                (p.w4_conns, p.w4_parallel)
+            } else {
+                (p.w6_conns, p.w6_conns)
+            };
             one_shots(server.addr, p.w4_warm, p.w4_parallel, &small, p.budget / 4).await?;
             let before = server.snapshot();
             let start = Instant::now();
-            let latencies =
-                one_shots(server.addr, p.w4_conns, p.w4_parallel, &small, p.budget).await?;
-            let wall = start.elapsed();
-            let after = server.snapshot();
-            Ok(Measured {
-                units: latencies.len(),
-                wall,
-                latencies,
-                before,
-                after,
-                rss_per_conn_kib: None,
-                chunk: None,
-            })
-        }
-        Workload::W6 => {
-            // Warm as W4, then every connection at once: none waits for a slot on the
-            // client side, so what queues is the server's (its listen backlog, its accept
-            // loop). `one_shots` starts them all before awaiting any.
-            one_shots(server.addr, p.w4_warm, p.w4_parallel, &small, p.budget / 4).await?;
-            let before = server.snapshot();
-            let start = Instant::now();
-            let latencies =
-                one_shots(server.addr, p.w6_conns, p.w6_conns, &small, p.budget).await?;
+            let latencies = one_shots(server.addr, conns, parallel, &small, p.budget).await?;
             let wall = start.elapsed();
             let after = server.snapshot();
             Ok(Measured {

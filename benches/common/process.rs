@@ -34,3 +34,14 @@ pub(crate) fn start_listening(
     }
     Ok((child, lines))
 }
+
+/// A KiB figure (`VmRSS:`, `VmHWM:`, `RssAnon:` ...) from a process's `/proc/PID/status`
+/// text; 0 if absent.
+pub(crate) fn status_kib(status: &str, field: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}

@@ -119,14 +119,7 @@ impl Server {
         // The heap first: answering allocates a little, after its own reading.
         let heap = self.heap()?;
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|rest| rest.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
+        let field = |name: &str| crate::process::status_kib(&status, name);
         Ok(Memory {
             rss_kib: field("VmRSS:"),
             hwm_kib: field("VmHWM:"),

@@ -237,8 +237,12 @@ pub(crate) fn play(socket: &Path, script: &[Packet], timeout: Duration) -> Trans
             });
             return transcript;
         }
+        // OPTNEG is always answered; other commands as the negotiated flags say.
+        if command != b'O' && !mta.waits_for(command) {
+            continue;
+        }
+        let (replies, end) = collect(&mut stream, true);
         if command == b'O' {
-            let (replies, end) = collect(&mut stream, true);
             match replies.as_slice() {
                 [(b'O', reply)] if reply.len() >= 12 => {
                     mta.version = u32::from_be_bytes(reply[0..4].try_into().expect("4 bytes"));
@@ -246,23 +250,7 @@ pub(crate) fn play(socket: &Path, script: &[Packet], timeout: Duration) -> Trans
                 }
                 _ => {}
             }
-            let over = end != End::Answered;
-            transcript.push(Exchange {
-                command,
-                step,
-                replies,
-                end,
-            });
-            if over {
-                return transcript;
-            }
-            continue;
-        }
-        if !mta.waits_for(command) {
-            continue;
-        }
-        let (replies, end) = collect(&mut stream, true);
-        if let (End::Answered, Some((code, _))) = (&end, replies.last()) {
+        } else if let (End::Answered, Some((code, _))) = (&end, replies.last()) {
             mta.answered(command, *code);
         }
         let over = end != End::Answered;
